@@ -1,0 +1,2 @@
+DROP TABLE contact_sessions;
+DROP TABLE contacts;

@@ -1,0 +1,30 @@
+//! Opaque pagination cursors: URL-safe base64 of a small JSON value. Clients must treat them as
+//! opaque; the server rejects one it did not issue for the same listing with a 400.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::ApiError;
+
+/// Encodes a cursor position.
+pub fn encode<T: Serialize>(position: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).expect("cursor serialises"))
+}
+
+/// Decodes a cursor issued by `encode` for the same kind of position.
+pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
+    if cursor.len() > 1024 {
+        return Err(invalid());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    serde_json::from_slice(&bytes).map_err(|_| invalid())
+}
+
+/// The 400 for a cursor that is malformed or was issued for another listing.
+pub fn invalid() -> ApiError {
+    ApiError::InvalidParameter {
+        field: "cursor".into(),
+        message: "not a cursor issued for this listing".into(),
+    }
+}

@@ -1,0 +1,168 @@
+//! The `contacts-api` binary: `serve` (default), `migrate`, `token`, `openapi`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::HttpServer;
+use clap::{Parser, Subcommand};
+use contacts_api::{auth, config, db, openapi, routes};
+
+#[derive(Parser)]
+#[command(
+    name = "contacts-api",
+    version,
+    about = "Contacts of everyone who talks to a business's AI chatbots"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create and migrate the database, then serve the API (the default).
+    Serve,
+    /// Create the database if missing and apply pending migrations.
+    Migrate,
+    /// Mint a development token signed with JWT_SECRET.
+    Token {
+        /// Account (tenant) id, ≥ 1.
+        #[arg(long)]
+        account: i64,
+        /// Acting principal, recorded in the audit log.
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes, e.g. "contacts:read contacts:write".
+        #[arg(long)]
+        scope: String,
+        /// Lifetime: seconds, or a number followed by s, m, h or d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Restrict upserts to this chatbot.
+        #[arg(long)]
+        chatbot: Option<String>,
+    },
+    /// Print the OpenAPI document (the content of openapi/openapi.json).
+    Openapi,
+}
+
+fn parse_ttl(s: &str) -> Option<i64> {
+    let (num, unit) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("contacts-api: {message}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Migrate => match config::database_url().map_err(|e| e.to_string()) {
+            Err(e) => fail(e),
+            Ok(url) => match db::prepare_database(&url) {
+                Ok(n) => {
+                    println!("applied {n} migration(s)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            },
+        },
+        Command::Token {
+            account,
+            sub,
+            scope,
+            ttl,
+            chatbot,
+        } => token(account, &sub, &scope, &ttl, chatbot.as_deref()),
+        Command::Openapi => {
+            print!("{}", openapi::document_json());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn token(account: i64, sub: &str, scope: &str, ttl: &str, chatbot: Option<&str>) -> ExitCode {
+    let jwt = match config::JwtConfig::from_env() {
+        Ok(j) => j,
+        Err(e) => return fail(e),
+    };
+    let Some(secret) = jwt.secret.as_deref() else {
+        return fail("JWT_SECRET: must be set to mint tokens");
+    };
+    if account < 1 {
+        return fail("--account must be ≥ 1");
+    }
+    let Some(ttl_secs) = parse_ttl(ttl) else {
+        return fail("--ttl: expected seconds or a number with s, m, h or d (e.g. 1h)");
+    };
+    let request = auth::MintRequest {
+        secret,
+        account_id: account,
+        sub,
+        scope,
+        ttl_secs,
+        chatbot_id: chatbot,
+        issuer: jwt.issuer.as_deref(),
+        audience: jwt.audience.as_deref(),
+    };
+    match auth::mint(&request) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn serve() -> ExitCode {
+    let cfg = match config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let verifier = match auth::TokenVerifier::new(&cfg.jwt) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    // A server started before its database waits for it instead of exiting.
+    loop {
+        match db::prepare_database(&cfg.database_url) {
+            Ok(n) => {
+                log::info!("database ready ({n} migration(s) applied)");
+                break;
+            }
+            Err(e) => {
+                log::warn!("database not ready, retrying in 2 s: {e}");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+    }
+    let pool = db::build_pool(&cfg.database_url, cfg.pool_size);
+    let state = routes::AppState::new(pool, verifier);
+    let result = actix_web::rt::System::new().block_on(async move {
+        log::info!("serving on http://{}", cfg.bind_addr);
+        HttpServer::new(move || routes::app(state.clone()))
+            .bind(cfg.bind_addr)?
+            .shutdown_timeout(30)
+            .run()
+            .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("BIND_ADDR: {e}")),
+    }
+}

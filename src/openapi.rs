@@ -1,0 +1,154 @@
+//! The OpenAPI 3.1 document: `ApiDoc` holds the info and components; paths are collected from
+//! the route table itself, and `document()` adds the error responses every operation shares.
+
+use actix_web::App;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use crate::error::{FieldError, Problem};
+
+/// Info, tags, security scheme and shared schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "contacts-api",
+        description = "Contacts of everyone who talks to a business's AI chatbots.\n\n\
+Every `/api/v1` operation takes `Authorization: Bearer <JWT>`; the account (tenant) comes only \
+from the token's `account_id` claim, and ids of other accounts answer 404. Errors are \
+`application/problem+json` (RFC 9457) with a stable `code`. Every response carries \
+`X-Request-Id`; responses with personal data carry `Cache-Control: no-store`. Request bodies \
+over 64 KiB are refused with 413; unknown JSON fields with 422 (`unknown_field`); NUL \
+characters in strings with 422. Timestamps are RFC 3339 in UTC, with microseconds when \
+non-zero.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "sessions", description = "Chatbot runtimes: the contact of a chat session."),
+        (name = "contacts", description = "Dashboards and integrations: browse and edit contacts."),
+        (name = "system", description = "Health and readiness probes."),
+    ),
+    components(schemas(Problem, FieldError))
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        http.description = Some(
+            "JWT (HS256 with JWT_SECRET, or RS256/ES256 with JWT_PUBLIC_KEY_FILE) with claims \
+             `sub`, `account_id`, `scope` (space-separated), `exp`, optional `nbf` and \
+             `chatbot_id`; `iss`/`aud` when the server is configured with them."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// Shared error responses, referenced from every operation that can produce them.
+const SHARED: &[(&str, &str, &str)] = &[
+    ("400", "BadRequest", "Malformed JSON (`malformed_json`), a bad path or query parameter (`invalid_parameter`) or header (`invalid_header`)."),
+    ("401", "Unauthorized", "Missing, malformed, expired or forged token (`invalid_token`); `WWW-Authenticate: Bearer error=\"invalid_token\"`."),
+    ("403", "Forbidden", "The token lacks the operation's scope, or is restricted to another chatbot (`insufficient_scope`)."),
+    ("413", "PayloadTooLarge", "The body exceeds the operation's limit (`payload_too_large`)."),
+    ("415", "UnsupportedMediaType", "The body is not `application/json` (`unsupported_media_type`)."),
+    ("422", "UnprocessableContent", "Invalid field values (`validation_failed`, with `errors`), unknown fields (`unknown_field`) or values of the wrong type (`invalid_body`)."),
+    ("500", "InternalError", "Unexpected failure (`internal_error`); the body never carries internals."),
+    ("503", "Unavailable", "The database is unreachable or saturated (`service_unavailable`); `Retry-After` says when to retry."),
+];
+
+fn problem_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build()
+}
+
+fn add_shared(op: &mut Operation, has_body: bool) {
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    for (status, name, _) in SHARED {
+        let applies = match *status {
+            "400" => true,
+            "401" | "403" => secured,
+            "413" | "415" | "422" => has_body,
+            _ => true,
+        };
+        if applies && !op.responses.responses.contains_key(*status) {
+            op.responses.responses.insert(
+                status.to_string(),
+                RefOr::Ref(Ref::from_response_name(*name)),
+            );
+        }
+    }
+}
+
+fn scope_note(op: &mut Operation) {
+    let Some(reqs) = &op.security else { return };
+    let value = serde_json::to_value(reqs).unwrap_or_default();
+    let mut scopes: Vec<String> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("bearer"))
+        .filter_map(|s| s.as_array())
+        .flatten()
+        .filter_map(|s| s.as_str().map(|s| format!("`{s}`")))
+        .collect();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return;
+    }
+    let note = format!("\n\nRequired scope: {}.", scopes.join(" or "));
+    let description = op.description.get_or_insert_with(String::new);
+    description.push_str(&note);
+}
+
+/// The complete document, exactly as the server serves it at `/api/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::routes::configure)
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (_, name, description) in SHARED {
+        components
+            .responses
+            .insert(name.to_string(), RefOr::T(problem_response(description)));
+    }
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let has_body = op.request_body.is_some();
+            add_shared(op, has_body);
+            scope_note(op);
+        }
+    }
+    doc
+}
+
+/// The document as pretty JSON with a trailing newline: the form committed in `openapi/`.
+pub fn document_json() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).expect("OpenAPI serialises");
+    s.push('\n');
+    s
+}

@@ -1,0 +1,5 @@
+//! Plain synchronous queries on `&mut PgConnection`. Nothing here knows HTTP, the pool or async;
+//! every function takes the account explicitly, so no query can cross tenants.
+
+pub mod contacts;
+pub mod sessions;

@@ -1,0 +1,261 @@
+//! Queries on `contacts`: the session upsert (one statement), create, read, patch, delete, list.
+
+use diesel::dsl::now;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text};
+
+use crate::models::{Contact, ContactChanges, NewContact};
+use crate::schema::contacts::dsl as c;
+
+/// What a chatbot runtime sends for one session; every `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct SessionUpsert {
+    /// Chatbot of the session.
+    pub chatbot_id: String,
+    /// The chatbot's session id.
+    pub session_id: String,
+    /// Channel of this interaction.
+    pub channel: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+    /// Country.
+    pub country_code: Option<String>,
+    /// IP address.
+    pub ip_address: Option<String>,
+    /// Keys merged into the stored payload.
+    pub payload: Option<serde_json::Value>,
+}
+
+#[derive(QueryableByName)]
+struct UpsertRow {
+    #[diesel(embed)]
+    contact: Contact,
+    #[diesel(sql_type = Bool)]
+    created: bool,
+}
+
+/// The session upsert as one statement. An existing session updates its contact; a new one
+/// takes an id from the sequence and inserts the session and the contact together (the foreign
+/// key is checked at the end of the statement). `nextval` runs only when the session was not
+/// found, so repeat upserts do not burn ids.
+const UPSERT_SQL: &str = r#"
+WITH found AS (
+    SELECT contact_id FROM contact_sessions
+    WHERE account_id = $1 AND chatbot_id = $2 AND session_id = $3
+), new_session AS (
+    INSERT INTO contact_sessions (account_id, chatbot_id, session_id, contact_id, channel, ip_address)
+    SELECT $1, $2, $3, nextval('contacts_id_seq'), $4, $10
+    WHERE NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT (account_id, chatbot_id, session_id) DO NOTHING
+    RETURNING contact_id
+), seen_session AS (
+    UPDATE contact_sessions s
+    SET channel = $4, ip_address = COALESCE($10, s.ip_address),
+        last_seen_at = GREATEST(s.last_seen_at, now())
+    WHERE s.account_id = $1 AND s.chatbot_id = $2 AND s.session_id = $3
+      AND EXISTS (SELECT 1 FROM found)
+    RETURNING s.contact_id
+), created AS (
+    INSERT INTO contacts (account_id, id, name, email, phone, avatar_url, country_code,
+                          ip_address, channel, chatbot_id, session_id, payload, sessions_count)
+    SELECT $1, contact_id, $5, $6, $7, $8, $9, $10, $4, $2, $3, COALESCE($11, '{}'::jsonb), 1
+    FROM new_session
+    RETURNING *
+), updated AS (
+    UPDATE contacts t
+    SET name = COALESCE($5, t.name), email = COALESCE($6, t.email),
+        phone = COALESCE($7, t.phone), avatar_url = COALESCE($8, t.avatar_url),
+        country_code = COALESCE($9, t.country_code), ip_address = COALESCE($10, t.ip_address),
+        channel = $4, chatbot_id = $2, session_id = $3,
+        payload = t.payload || COALESCE($11, '{}'::jsonb),
+        last_seen_at = GREATEST(t.last_seen_at, now()),
+        updated_at = GREATEST(t.updated_at, now()),
+        version = t.version + 1
+    FROM seen_session s
+    WHERE t.account_id = $1 AND t.id = s.contact_id
+    RETURNING t.*
+)
+SELECT *, true AS created FROM created
+UNION ALL
+SELECT *, false AS created FROM updated
+"#;
+
+/// Creates or updates the contact of one session; returns it and whether it was created.
+///
+/// Under concurrency the statement can come back empty: a parallel call inserted the session
+/// after this statement's snapshot (so neither branch applies), or the contact was deleted
+/// between the two. Running it again with a fresh snapshot resolves both, so exactly one
+/// contact exists per session whatever the interleaving.
+pub fn upsert_session(
+    conn: &mut PgConnection,
+    account_id: i64,
+    u: &SessionUpsert,
+) -> QueryResult<(Contact, bool)> {
+    for _ in 0..5 {
+        let row = diesel::sql_query(UPSERT_SQL)
+            .bind::<BigInt, _>(account_id)
+            .bind::<Text, _>(&u.chatbot_id)
+            .bind::<Text, _>(&u.session_id)
+            .bind::<Text, _>(&u.channel)
+            .bind::<Nullable<Text>, _>(&u.name)
+            .bind::<Nullable<Text>, _>(&u.email)
+            .bind::<Nullable<Text>, _>(&u.phone)
+            .bind::<Nullable<Text>, _>(&u.avatar_url)
+            .bind::<Nullable<Text>, _>(&u.country_code)
+            .bind::<Nullable<Text>, _>(&u.ip_address)
+            .bind::<Nullable<Jsonb>, _>(&u.payload)
+            .get_result::<UpsertRow>(conn)
+            .optional()?;
+        if let Some(r) = row {
+            return Ok((r.contact, r.created));
+        }
+    }
+    Err(diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::SerializationFailure,
+        Box::new("session upsert kept racing; retry".to_string()),
+    ))
+}
+
+/// Session insert first, then the contact that it names, in one statement: when the session
+/// is already linked nothing is inserted and the result is empty.
+const CREATE_WITH_SESSION_SQL: &str = r#"
+WITH s AS (
+    INSERT INTO contact_sessions (account_id, chatbot_id, session_id, contact_id, channel, ip_address)
+    VALUES ($1, $2, $3, nextval('contacts_id_seq'), $4, $10)
+    ON CONFLICT (account_id, chatbot_id, session_id) DO NOTHING
+    RETURNING contact_id
+)
+INSERT INTO contacts (account_id, id, name, email, phone, avatar_url, country_code,
+                      ip_address, channel, chatbot_id, session_id, payload, sessions_count)
+SELECT $1, contact_id, $5, $6, $7, $8, $9, $10, $4, $2, $3, $11, 1 FROM s
+RETURNING *
+"#;
+
+/// Creates a contact by hand. With a session: `Ok(Err(existing_contact_id))` when the session
+/// already belongs to a contact.
+pub fn create(conn: &mut PgConnection, new: &NewContact) -> QueryResult<Result<Contact, i64>> {
+    let Some(session_id) = &new.session_id else {
+        let contact = diesel::insert_into(c::contacts)
+            .values(new)
+            .returning(Contact::as_returning())
+            .get_result(conn)?;
+        return Ok(Ok(contact));
+    };
+    let created = diesel::sql_query(CREATE_WITH_SESSION_SQL)
+        .bind::<BigInt, _>(new.account_id)
+        .bind::<Text, _>(&new.chatbot_id)
+        .bind::<Text, _>(session_id)
+        .bind::<Text, _>(&new.channel)
+        .bind::<Nullable<Text>, _>(&new.name)
+        .bind::<Nullable<Text>, _>(&new.email)
+        .bind::<Nullable<Text>, _>(&new.phone)
+        .bind::<Nullable<Text>, _>(&new.avatar_url)
+        .bind::<Nullable<Text>, _>(&new.country_code)
+        .bind::<Nullable<Text>, _>(&new.ip_address)
+        .bind::<Jsonb, _>(&new.payload)
+        .get_result::<Contact>(conn)
+        .optional()?;
+    match created {
+        Some(contact) => Ok(Ok(contact)),
+        None => {
+            let existing =
+                super::sessions::contact_of(conn, new.account_id, &new.chatbot_id, session_id)?;
+            Ok(Err(existing.unwrap_or(0)))
+        }
+    }
+}
+
+/// One contact of the account.
+pub fn find(conn: &mut PgConnection, account_id: i64, id: i64) -> QueryResult<Option<Contact>> {
+    c::contacts
+        .find((account_id, id))
+        .select(Contact::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// One contact, locked until the end of the transaction (read-modify-write of a patch).
+pub fn find_for_update(
+    conn: &mut PgConnection,
+    account_id: i64,
+    id: i64,
+) -> QueryResult<Option<Contact>> {
+    c::contacts
+        .find((account_id, id))
+        .select(Contact::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Stores the editable fields, bumping `version` and `updated_at`.
+pub fn update(
+    conn: &mut PgConnection,
+    account_id: i64,
+    id: i64,
+    changes: &ContactChanges,
+) -> QueryResult<Contact> {
+    diesel::update(c::contacts.find((account_id, id)))
+        .set((
+            changes,
+            c::updated_at.eq(now),
+            c::version.eq(c::version + 1),
+        ))
+        .returning(Contact::as_returning())
+        .get_result(conn)
+}
+
+/// What a delete found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The contact and its sessions are gone.
+    Yes,
+    /// No such contact in the account.
+    NotFound,
+    /// `If-Match` named another version; this is the current one.
+    VersionMismatch(i64),
+}
+
+/// Deletes a contact (sessions cascade); with `versions`, only at one of those versions.
+pub fn delete(
+    conn: &mut PgConnection,
+    account_id: i64,
+    id: i64,
+    versions: Option<&[i64]>,
+) -> QueryResult<Deleted> {
+    conn.transaction(|conn| {
+        let Some(current) = find_for_update(conn, account_id, id)? else {
+            return Ok(Deleted::NotFound);
+        };
+        if versions.is_some_and(|v| !v.contains(&current.version)) {
+            return Ok(Deleted::VersionMismatch(current.version));
+        }
+        diesel::delete(c::contacts.find((account_id, id))).execute(conn)?;
+        Ok(Deleted::Yes)
+    })
+}
+
+/// A page of the account's contacts, newest id first, after the cursor id.
+pub fn list(
+    conn: &mut PgConnection,
+    account_id: i64,
+    before_id: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<Contact>> {
+    let mut q = c::contacts
+        .filter(c::account_id.eq(account_id))
+        .select(Contact::as_select())
+        .order(c::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before) = before_id {
+        q = q.filter(c::id.lt(before));
+    }
+    q.load(conn)
+}

@@ -1,0 +1,103 @@
+//! The route table and the application wiring shared by `main` and the tests.
+
+pub mod contacts;
+pub mod fallback;
+pub mod precondition;
+pub mod sessions;
+pub mod system;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::{web, App};
+use utoipa_actix_web::{scope, service_config::ServiceConfig, AppExt};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::TokenVerifier;
+use crate::db::Pool;
+use crate::error::ApiError;
+
+/// Every documented operation. Literal paths come before `{id}` paths so they win the match.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(system::healthz)
+        .service(system::readyz)
+        .service(
+            scope::scope("/api/v1")
+                // Everything under /api/v1 is personal data or about it.
+                .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
+                .service(sessions::upsert_session_contact)
+                .service(contacts::list_contacts)
+                .service(contacts::create_contact)
+                .service(contacts::get_contact)
+                .service(contacts::update_contact)
+                .service(contacts::delete_contact)
+                .service(sessions::list_contact_sessions),
+        );
+}
+
+/// Process-wide state, built once and shared by every worker.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database pool.
+    pub pool: Pool,
+    /// Token verification keys.
+    pub verifier: web::Data<TokenVerifier>,
+    /// The OpenAPI document, served at `/api/openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// Path patterns and their methods, for 405 answers.
+    pub routes: web::Data<fallback::RouteTable>,
+}
+
+impl AppState {
+    /// Builds the state from a pool and verifier.
+    pub fn new(pool: Pool, verifier: TokenVerifier) -> Self {
+        let openapi = crate::openapi::document();
+        let routes = fallback::RouteTable::from_openapi(&openapi);
+        Self {
+            pool,
+            verifier: web::Data::new(verifier),
+            openapi,
+            routes: web::Data::new(routes),
+        }
+    }
+}
+
+fn path_error(err: actix_web::error::PathError, req: &actix_web::HttpRequest) -> actix_web::Error {
+    let field = req
+        .match_info()
+        .iter()
+        .next()
+        .map(|(k, _)| k.to_string())
+        .unwrap_or_else(|| "path".into());
+    ApiError::InvalidParameter {
+        field,
+        message: err.to_string(),
+    }
+    .into()
+}
+
+/// The application: routes, shared state, error handlers and middleware.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .into_utoipa_app()
+        .configure(configure)
+        .into_app()
+        .app_data(web::Data::new(state.pool))
+        .app_data(state.verifier)
+        .app_data(state.routes)
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", state.openapi))
+        .default_service(web::to(fallback::unmatched))
+        .wrap(from_fn(crate::request_id::middleware))
+}

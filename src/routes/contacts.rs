@@ -1,0 +1,442 @@
+//! Contact resources: create, get, patch, delete and list (`/api/v1/contacts...`).
+
+use actix_web::http::header;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Auth, Delete, Read, Write};
+use crate::db::{with_conn, Pool};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Body, Query};
+use crate::models::{Contact, ContactChanges, NewContact};
+use crate::repo::contacts::{self as repo, Deleted};
+use crate::routes::precondition::IfMatch;
+use crate::validate::{self, Check};
+
+/// `200`/`201` with the contact, its `ETag`, and `Location` when created.
+pub fn contact_response(status: actix_web::http::StatusCode, contact: &Contact) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::ETAG, format!("\"{}\"", contact.version)));
+    if status == actix_web::http::StatusCode::CREATED {
+        res.insert_header((header::LOCATION, format!("/api/v1/contacts/{}", contact.id)));
+    }
+    res.json(contact)
+}
+
+/// Body of `POST /contacts`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "chatbot_id": "support-bot", "channel": "website", "session_id": "web-8f2c",
+    "name": "Ada Lovelace", "email": "ada@example.com", "phone": "07700 900123",
+    "country_code": "GB", "payload": {"plan": "pro"}
+}))]
+pub struct CreateContactRequest {
+    /// Chatbot the contact belongs to (1–128 characters, no `/`).
+    pub chatbot_id: String,
+    /// Channel slug `[a-z0-9_-]{1,32}`.
+    pub channel: String,
+    /// Optional session to link; a session already linked to a contact is a 409.
+    pub session_id: Option<String>,
+    /// Name, trimmed, 1–200 characters; empty means null.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+    /// Phone, E.164 or national with `country_code` as region hint.
+    pub phone: Option<String>,
+    /// Absolute http(s) URL.
+    pub avatar_url: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: Option<String>,
+    /// IPv4 or IPv6.
+    pub ip_address: Option<String>,
+    /// JSON object, ≤ 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// Create a contact by hand.
+///
+/// Creates a contact for `chatbot_id`, optionally linked to `session_id`. Answers 201 with
+/// `Location` and `ETag`. When the session is already linked to a contact the answer is 409 with
+/// `existing_contact_id`. Empty strings count as null.
+#[utoipa::path(
+    tag = "contacts",
+    request_body(content = CreateContactRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; `Location` and `ETag` are set.", body = Contact,
+         headers(("Location" = String, description = "URL of the new contact"),
+                 ("ETag" = String, description = "Quoted version"))),
+        (status = 409, description = "The session already belongs to a contact (`session_conflict`, with `existing_contact_id`).",
+         body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["contacts:write"]))
+)]
+#[post("/contacts")]
+pub async fn create_contact(
+    auth: Auth<Write>,
+    pool: web::Data<Pool>,
+    body: Body<CreateContactRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let r = body.0;
+    let mut check = Check::default();
+    let chatbot_id = check.req("chatbot_id", &r.chatbot_id, validate::identifier);
+    let channel = check.req("channel", &r.channel, validate::channel);
+    let session_id = r
+        .session_id
+        .as_deref()
+        .and_then(|s| match validate::identifier(s) {
+            Ok(v) => Some(v),
+            Err(m) => {
+                check.fail("session_id", m);
+                None
+            }
+        });
+    let country_code = check.opt(
+        "country_code",
+        r.country_code.as_deref(),
+        validate::country_code,
+    );
+    let phone = check.opt("phone", r.phone.as_deref(), |p| {
+        validate::phone(p, country_code.as_deref())
+    });
+    let new = NewContact {
+        account_id: auth.0.account_id,
+        name: check.opt("name", r.name.as_deref(), validate::name),
+        email: check.opt("email", r.email.as_deref(), validate::email),
+        phone,
+        avatar_url: check.opt("avatar_url", r.avatar_url.as_deref(), validate::avatar_url),
+        country_code,
+        ip_address: check.opt("ip_address", r.ip_address.as_deref(), validate::ip_address),
+        channel,
+        chatbot_id,
+        sessions_count: i32::from(session_id.is_some()),
+        session_id,
+        payload: match &r.payload {
+            None => serde_json::json!({}),
+            Some(p) => match validate::payload(p) {
+                Ok(map) => serde_json::Value::Object(map),
+                Err(m) => {
+                    check.fail("payload", m);
+                    serde_json::json!({})
+                }
+            },
+        },
+    };
+    check.finish()?;
+    let created = with_conn(&pool, move |conn| Ok(repo::create(conn, &new)?)).await?;
+    match created {
+        Ok(contact) => Ok(contact_response(
+            actix_web::http::StatusCode::CREATED,
+            &contact,
+        )),
+        Err(existing) => Err(ApiError::SessionConflict(existing)),
+    }
+}
+
+/// Get a contact.
+///
+/// Answers the contact with `ETag: "<version>"`. An id of another account is answered as an
+/// unknown id (404).
+#[utoipa::path(
+    tag = "contacts",
+    params(("id" = i64, Path, description = "Contact id")),
+    responses(
+        (status = 200, description = "The contact.", body = Contact,
+         headers(("ETag" = String, description = "Quoted version"))),
+        (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["contacts:read"]))
+)]
+#[get("/contacts/{id}")]
+pub async fn get_contact(
+    auth: Auth<Read>,
+    pool: web::Data<Pool>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, id) = (auth.0.account_id, id.into_inner());
+    let contact = with_conn(&pool, move |conn| Ok(repo::find(conn, account, id)?)).await?;
+    let contact = contact.ok_or_else(|| ApiError::contact_not_found(id))?;
+    Ok(contact_response(actix_web::http::StatusCode::OK, &contact))
+}
+
+/// Present-but-null (`Some(None)`) differs from absent (`None`) in a merge patch.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Body of `PATCH /contacts/{id}` (JSON Merge Patch, RFC 7396).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada King", "phone": null, "payload": {"plan": "enterprise", "trial": null}}))]
+pub struct ContactPatch {
+    /// New name; null clears.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// New email; null clears.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// New phone (national numbers use the new or stored `country_code`); null clears.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    /// New avatar URL; null clears.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub avatar_url: Option<Option<String>>,
+    /// New country; null clears.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub country_code: Option<Option<String>>,
+    /// Merge patch applied to the stored payload; null clears it to `{}`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Option<serde_json::Value>>,
+}
+
+/// Applies a patch to the current values; `hint` is the stored country for national phones.
+fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, ApiError> {
+    let mut next = ContactChanges::from_contact(current);
+    let mut check = Check::default();
+    fn set<T>(
+        check: &mut Check,
+        field: &str,
+        value: &Option<Option<String>>,
+        slot: &mut Option<T>,
+        rule: impl FnOnce(&str) -> Result<Option<T>, String>,
+    ) {
+        match value {
+            None => {}
+            Some(None) => *slot = None,
+            Some(Some(v)) => match rule(v) {
+                Ok(v) => *slot = v,
+                Err(m) => check.fail(field, m),
+            },
+        }
+    }
+    set(&mut check, "name", &p.name, &mut next.name, validate::name);
+    set(
+        &mut check,
+        "email",
+        &p.email,
+        &mut next.email,
+        validate::email,
+    );
+    set(
+        &mut check,
+        "avatar_url",
+        &p.avatar_url,
+        &mut next.avatar_url,
+        validate::avatar_url,
+    );
+    set(
+        &mut check,
+        "country_code",
+        &p.country_code,
+        &mut next.country_code,
+        validate::country_code,
+    );
+    let hint = next.country_code.clone();
+    set(&mut check, "phone", &p.phone, &mut next.phone, |v| {
+        validate::phone(v, hint.as_deref())
+    });
+    match &p.payload {
+        None => {}
+        Some(None) => next.payload = serde_json::json!({}),
+        Some(Some(patch)) => {
+            if !patch.is_object() {
+                check.fail("payload", "must be a JSON object or null");
+            } else if validate::has_nul(patch) {
+                check.fail("payload", "must not contain NUL characters");
+            } else {
+                validate::merge_patch(&mut next.payload, patch);
+                if let Err(m) = validate::payload(&next.payload) {
+                    check.fail("payload", m);
+                }
+            }
+        }
+    }
+    check.finish()?;
+    Ok(next)
+}
+
+/// Edit a contact (JSON Merge Patch).
+///
+/// RFC 7396 merge patch of `name`, `email`, `phone`, `avatar_url`, `country_code` and `payload`
+/// (`application/merge-patch+json` or `application/json`). `null` clears a field; inside
+/// `payload` merge-patch rules apply recursively. Any other field is a 422 (`unknown_field`).
+/// With `If-Match`, a stale version is a 412. A patch that changes nothing leaves `version`
+/// as it is.
+#[utoipa::path(
+    tag = "contacts",
+    params(
+        ("id" = i64, Path, description = "Contact id"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `*`): apply only to that version"),
+    ),
+    request_body(content = ContactPatch, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The updated contact.", body = Contact,
+         headers(("ETag" = String, description = "Quoted new version"))),
+        (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["contacts:write"]))
+)]
+#[patch("/contacts/{id}")]
+pub async fn update_contact(
+    auth: Auth<Write>,
+    pool: web::Data<Pool>,
+    id: web::Path<i64>,
+    req: HttpRequest,
+    body: Body<ContactPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, id) = (auth.0.account_id, id.into_inner());
+    let if_match = IfMatch::from_request(&req)?;
+    let patch = body.0;
+    let contact = with_conn(&pool, move |conn| {
+        use diesel::Connection;
+        conn.transaction(|conn| {
+            let current = repo::find_for_update(conn, account, id)?
+                .ok_or_else(|| ApiError::contact_not_found(id))?;
+            if !if_match.allows(current.version) {
+                return Err(ApiError::PreconditionFailed(current.version));
+            }
+            let next = apply_patch(&patch, &current)?;
+            if next.same_as(&current) {
+                return Ok(current);
+            }
+            Ok(repo::update(conn, account, id, &next)?)
+        })
+    })
+    .await?;
+    Ok(contact_response(actix_web::http::StatusCode::OK, &contact))
+}
+
+/// Delete a contact.
+///
+/// Permanently deletes the contact and its sessions. With `If-Match`, a stale version is a 412.
+#[utoipa::path(
+    tag = "contacts",
+    params(
+        ("id" = i64, Path, description = "Contact id"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `*`): delete only that version"),
+    ),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["contacts:delete"]))
+)]
+#[delete("/contacts/{id}")]
+pub async fn delete_contact(
+    auth: Auth<Delete>,
+    pool: web::Data<Pool>,
+    id: web::Path<i64>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (account, id) = (auth.0.account_id, id.into_inner());
+    let if_match = IfMatch::from_request(&req)?;
+    let versions = if_match.versions();
+    let outcome = with_conn(&pool, move |conn| {
+        Ok(repo::delete(conn, account, id, versions.as_deref())?)
+    })
+    .await?;
+    match outcome {
+        Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
+        Deleted::NotFound => Err(ApiError::contact_not_found(id)),
+        Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
+    }
+}
+
+/// Query of `GET /contacts`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of contacts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContactPage {
+    /// The contacts of this page.
+    pub data: Vec<Contact>,
+    /// Cursor of the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ListCursor {
+    /// Sort the cursor was issued for.
+    s: String,
+    /// Last id of the page.
+    id: i64,
+}
+
+/// List contacts.
+///
+/// Newest contacts first (`-id`), keyset-paginated: pass `next_cursor` back as `cursor` for the
+/// next page; a page costs the same at any depth. Unknown query parameters are a 400.
+#[utoipa::path(
+    tag = "contacts",
+    params(ListParams),
+    responses((status = 200, description = "A page of contacts.", body = ContactPage)),
+    security(("bearer" = ["contacts:read"]))
+)]
+#[get("/contacts")]
+pub async fn list_contacts(
+    auth: Auth<Read>,
+    pool: web::Data<Pool>,
+    params: Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let p = params.0;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidParameter {
+            field: "limit".into(),
+            message: "must be from 1 to 200".into(),
+        });
+    }
+    let before = match &p.cursor {
+        None => None,
+        Some(c) => {
+            let cur: ListCursor = crate::cursor::decode(c)?;
+            if cur.s != "-id" {
+                return Err(crate::cursor::invalid());
+            }
+            Some(cur.id)
+        }
+    };
+    let account = auth.0.account_id;
+    let mut rows = with_conn(&pool, move |conn| {
+        Ok(repo::list(conn, account, before, limit + 1)?)
+    })
+    .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|c| {
+            crate::cursor::encode(&ListCursor {
+                s: "-id".into(),
+                id: c.id,
+            })
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(ContactPage {
+        data: rows,
+        next_cursor,
+    }))
+}

@@ -1,0 +1,233 @@
+//! Chat sessions: the chatbot runtime's upsert (the hot path) and a contact's session list.
+
+use actix_web::http::StatusCode;
+use actix_web::{get, put, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Auth, Read, Upsert};
+use crate::db::{with_conn, Pool};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Body, Query};
+use crate::models::{Contact, ContactSession};
+use crate::repo::{contacts, sessions};
+use crate::routes::contacts::contact_response;
+use crate::validate::{self, Check};
+
+/// Body of the session upsert: what the chatbot learned in this interaction.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "channel": "whatsapp", "name": "Ada Lovelace", "phone": "+447700900123",
+    "country_code": "GB", "payload": {"plan": "pro"}
+}))]
+pub struct UpsertContactRequest {
+    /// Channel slug of this interaction, `[a-z0-9_-]{1,32}` (`website`, `whatsapp`, ...).
+    pub channel: String,
+    /// Name; absent, null or empty keeps the stored value.
+    pub name: Option<String>,
+    /// Email; absent, null or empty keeps the stored value.
+    pub email: Option<String>,
+    /// Phone, E.164 or national with `country_code` (of this request) as region hint.
+    pub phone: Option<String>,
+    /// Absolute http(s) URL.
+    pub avatar_url: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: Option<String>,
+    /// IPv4 or IPv6 of the visitor.
+    pub ip_address: Option<String>,
+    /// JSON object (≤ 16 KiB) merged key by key into the stored payload.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// Upsert the contact of a chat session.
+///
+/// Creates the contact of `(chatbot_id, session_id)` on first contact (201 with `Location`)
+/// and updates it afterwards (200). Absent, null or empty fields keep their stored values;
+/// `payload` is merged key by key (top level); every call moves `last_seen_at` and bumps
+/// `version`. Concurrent calls for one session yield exactly one contact. A token with a
+/// `chatbot_id` claim may upsert for that chatbot only (403 otherwise).
+#[utoipa::path(
+    tag = "sessions",
+    params(
+        ("chatbot_id" = String, Path, description = "Chatbot id (1–128 characters, no `/`)"),
+        ("session_id" = String, Path, description = "The chatbot's session id (1–128 characters, no `/`)"),
+    ),
+    request_body(content = UpsertContactRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Updated the session's contact.", body = Contact,
+         headers(("ETag" = String, description = "Quoted version"))),
+        (status = 201, description = "Created the session's contact.", body = Contact,
+         headers(("Location" = String, description = "URL of the new contact"),
+                 ("ETag" = String, description = "Quoted version"))),
+    ),
+    security(("bearer" = ["contacts:upsert"]), ("bearer" = ["contacts:write"]))
+)]
+#[put("/chatbots/{chatbot_id}/sessions/{session_id}/contact")]
+pub async fn upsert_session_contact(
+    auth: Auth<Upsert>,
+    pool: web::Data<Pool>,
+    path: web::Path<(String, String)>,
+    body: Body<UpsertContactRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (chatbot_id, session_id) = path.into_inner();
+    let mut check = Check::default();
+    let chatbot_id = check.req("chatbot_id", &chatbot_id, validate::identifier);
+    let session_id = check.req("session_id", &session_id, validate::identifier);
+    check.finish()?;
+    auth.0.check_chatbot(&chatbot_id)?;
+    let upsert = to_upsert(chatbot_id, session_id, body.0)?;
+    let account = auth.0.account_id;
+    let (contact, created) = with_conn(&pool, move |conn| {
+        Ok(contacts::upsert_session(conn, account, &upsert)?)
+    })
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(contact_response(status, &contact))
+}
+
+/// Validates one upsert item into the repository's input.
+pub fn to_upsert(
+    chatbot_id: String,
+    session_id: String,
+    r: UpsertContactRequest,
+) -> Result<contacts::SessionUpsert, ApiError> {
+    let mut check = Check::default();
+    let channel = check.req("channel", &r.channel, validate::channel);
+    let country_code = check.opt(
+        "country_code",
+        r.country_code.as_deref(),
+        validate::country_code,
+    );
+    let phone = check.opt("phone", r.phone.as_deref(), |p| {
+        validate::phone(p, country_code.as_deref())
+    });
+    let payload = match &r.payload {
+        None | Some(serde_json::Value::Null) => None,
+        Some(p) => match validate::payload(p) {
+            Ok(map) => Some(serde_json::Value::Object(map)),
+            Err(m) => {
+                check.fail("payload", m);
+                None
+            }
+        },
+    };
+    let upsert = contacts::SessionUpsert {
+        chatbot_id,
+        session_id,
+        channel,
+        name: check.opt("name", r.name.as_deref(), validate::name),
+        email: check.opt("email", r.email.as_deref(), validate::email),
+        phone,
+        avatar_url: check.opt("avatar_url", r.avatar_url.as_deref(), validate::avatar_url),
+        country_code,
+        ip_address: check.opt("ip_address", r.ip_address.as_deref(), validate::ip_address),
+        payload,
+    };
+    check.finish()?;
+    Ok(upsert)
+}
+
+/// Query of `GET /contacts/{id}/sessions`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionListParams {
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of a contact's sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionPage {
+    /// Sessions, newest `last_seen_at` first.
+    pub data: Vec<ContactSession>,
+    /// Cursor of the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionCursor {
+    c: i64,
+    t: DateTime<Utc>,
+    b: String,
+    s: String,
+}
+
+/// List a contact's sessions.
+///
+/// The conversations linked to the contact, newest `last_seen_at` first, keyset-paginated.
+#[utoipa::path(
+    tag = "sessions",
+    params(("id" = i64, Path, description = "Contact id"), SessionListParams),
+    responses(
+        (status = 200, description = "A page of sessions.", body = SessionPage),
+        (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["contacts:read"]))
+)]
+#[get("/contacts/{id}/sessions")]
+pub async fn list_contact_sessions(
+    auth: Auth<Read>,
+    pool: web::Data<Pool>,
+    id: web::Path<i64>,
+    params: Query<SessionListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, id, p) = (auth.0.account_id, id.into_inner(), params.0);
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidParameter {
+            field: "limit".into(),
+            message: "must be from 1 to 200".into(),
+        });
+    }
+    let after = match &p.cursor {
+        None => None,
+        Some(c) => {
+            let cur: SessionCursor = crate::cursor::decode(c)?;
+            if cur.c != id {
+                return Err(crate::cursor::invalid());
+            }
+            Some((cur.t, cur.b, cur.s))
+        }
+    };
+    let mut rows = with_conn(&pool, move |conn| {
+        if contacts::find(conn, account, id)?.is_none() {
+            return Err(ApiError::contact_not_found(id));
+        }
+        Ok(sessions::list_for_contact(
+            conn,
+            account,
+            id,
+            after.as_ref(),
+            limit + 1,
+        )?)
+    })
+    .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|s| {
+            crate::cursor::encode(&SessionCursor {
+                c: id,
+                t: s.last_seen_at,
+                b: s.chatbot_id.clone(),
+                s: s.session_id.clone(),
+            })
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(SessionPage {
+        data: rows,
+        next_cursor,
+    }))
+}

@@ -1,0 +1,323 @@
+//! Field rules of the contact (API.md "The contact"): each function checks and normalises one
+//! field, returning the stored form or a message for the caller's `FieldError`.
+
+use serde_json::{Map, Value};
+
+/// Largest accepted `payload`, serialised as compact JSON.
+pub const PAYLOAD_MAX_BYTES: usize = 16 * 1024;
+
+/// Every ISO 3166-1 alpha-2 code officially assigned.
+const ISO_3166_ALPHA2: &str =
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH \
+BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ \
+DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR \
+GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR \
+KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV \
+MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE \
+RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL \
+TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+type Rule<T> = Result<T, String>;
+
+fn no_nul(s: &str) -> Rule<()> {
+    if s.contains('\0') {
+        Err("must not contain NUL characters".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Trims; empty means absent (`None`).
+fn trimmed(s: &str) -> Rule<Option<&str>> {
+    no_nul(s)?;
+    let t = s.trim();
+    Ok((!t.is_empty()).then_some(t))
+}
+
+/// `name`: trimmed, 1–200 characters, no control characters.
+pub fn name(s: &str) -> Rule<Option<String>> {
+    let Some(t) = trimmed(s)? else {
+        return Ok(None);
+    };
+    if t.chars().count() > 200 {
+        return Err("must be at most 200 characters".into());
+    }
+    if t.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// `email`: trimmed, at most 254 characters, `local@domain` with a dotted domain.
+pub fn email(s: &str) -> Rule<Option<String>> {
+    let Some(t) = trimmed(s)? else {
+        return Ok(None);
+    };
+    let bad = || Err("not a valid email address".to_string());
+    if t.len() > 254 {
+        return Err("must be at most 254 characters".into());
+    }
+    let Some((local, domain)) = t.rsplit_once('@') else {
+        return bad();
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels.last().is_some_and(|tld| tld.len() >= 2);
+    if local_ok && domain_ok {
+        Ok(Some(t.to_string()))
+    } else {
+        bad()
+    }
+}
+
+/// `country_code`: ISO 3166-1 alpha-2, returned upper case.
+pub fn country_code(s: &str) -> Rule<Option<String>> {
+    let Some(t) = trimmed(s)? else {
+        return Ok(None);
+    };
+    let up = t.to_ascii_uppercase();
+    if up.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|c| c == up) {
+        Ok(Some(up))
+    } else {
+        Err("not an ISO 3166-1 alpha-2 country code".into())
+    }
+}
+
+/// `phone`: parsed with `region` as the hint for national numbers, returned in E.164.
+pub fn phone(s: &str, region: Option<&str>) -> Rule<Option<String>> {
+    let Some(t) = trimmed(s)? else {
+        return Ok(None);
+    };
+    if t.len() > 64 {
+        return Err("must be at most 64 characters".into());
+    }
+    let hint = region.and_then(|r| r.parse::<phonenumber::country::Id>().ok());
+    if hint.is_none() && !t.starts_with('+') && !t.starts_with("00") {
+        return Err(
+            "not an international number (+<country code>...); send country_code to parse a \
+             national number"
+                .into(),
+        );
+    }
+    let normalised = t.strip_prefix("00").map(|r| format!("+{r}"));
+    let input = normalised.as_deref().unwrap_or(t);
+    // Parsing (not the carrier-range check of `is_valid`) decides: ranges change faster than
+    // metadata, and a runtime must not lose a contact over a newly allocated range.
+    let e164 = phonenumber::parse(hint, input)
+        .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
+        .map_err(|_| "not a valid phone number".to_string())?;
+    if (8..=16).contains(&e164.len()) {
+        Ok(Some(e164))
+    } else {
+        Err("not a valid phone number".into())
+    }
+}
+
+/// `ip_address`: IPv4 or IPv6, returned in canonical text form.
+pub fn ip_address(s: &str) -> Rule<Option<String>> {
+    let Some(t) = trimmed(s)? else {
+        return Ok(None);
+    };
+    t.parse::<std::net::IpAddr>()
+        .map(|ip| Some(ip.to_string()))
+        .map_err(|_| "not an IPv4 or IPv6 address".into())
+}
+
+/// `avatar_url`: absolute http(s) URL with a host, at most 2048 characters.
+pub fn avatar_url(s: &str) -> Rule<Option<String>> {
+    let Some(t) = trimmed(s)? else {
+        return Ok(None);
+    };
+    if t.len() > 2048 {
+        return Err("must be at most 2048 characters".into());
+    }
+    match url::Url::parse(t) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(Some(t.to_string()))
+        }
+        _ => Err("not an absolute http or https URL".into()),
+    }
+}
+
+/// `channel`: a slug `[a-z0-9_-]{1,32}`; upper case input is lowered.
+pub fn channel(s: &str) -> Rule<String> {
+    no_nul(s)?;
+    let t = s.trim().to_ascii_lowercase();
+    let ok = (1..=32).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(t)
+    } else {
+        Err("must match [a-z0-9_-]{1,32}".into())
+    }
+}
+
+/// `chatbot_id` and `session_id`: 1–128 characters, no control characters, no `/`.
+pub fn identifier(s: &str) -> Rule<String> {
+    no_nul(s)?;
+    let n = s.chars().count();
+    if n == 0 || n > 128 {
+        return Err("must be 1 to 128 characters".into());
+    }
+    if s.chars().any(|c| c.is_control() || c == '/') {
+        return Err("must not contain control characters or '/'".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `payload`: a JSON object of at most 16 KiB (compact), without NUL characters.
+pub fn payload(v: &Value) -> Rule<Map<String, Value>> {
+    let Value::Object(map) = v else {
+        return Err("must be a JSON object".into());
+    };
+    if has_nul(v) {
+        return Err("must not contain NUL characters".into());
+    }
+    let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > PAYLOAD_MAX_BYTES {
+        return Err(format!(
+            "must serialise to at most {PAYLOAD_MAX_BYTES} bytes (got {size})"
+        ));
+    }
+    Ok(map.clone())
+}
+
+/// True when a key or string anywhere in `v` holds U+0000 (PostgreSQL cannot store it).
+pub fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// RFC 7396 JSON Merge Patch of `patch` into `target`.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let map = target.as_object_mut().expect("object");
+    for (k, v) in patch_map {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            merge_patch(map.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+/// Collects the field errors of one request so they are all reported at once.
+#[derive(Default)]
+pub struct Check {
+    errors: Vec<crate::error::FieldError>,
+}
+
+impl Check {
+    /// Applies `rule` to `value` when present; records the message on failure.
+    pub fn opt<T>(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        rule: impl FnOnce(&str) -> Rule<Option<T>>,
+    ) -> Option<T> {
+        match value.map(rule) {
+            None => None,
+            Some(Ok(v)) => v,
+            Some(Err(m)) => {
+                self.fail(field, m);
+                None
+            }
+        }
+    }
+
+    /// Applies a rule that always yields a value; records the message on failure.
+    pub fn req<T: Default>(
+        &mut self,
+        field: &str,
+        value: &str,
+        rule: impl FnOnce(&str) -> Rule<T>,
+    ) -> T {
+        rule(value).unwrap_or_else(|m| {
+            self.fail(field, m);
+            T::default()
+        })
+    }
+
+    /// Records one failure.
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors
+            .push(crate::error::FieldError::new(field, message));
+    }
+
+    /// `Err(422)` listing every failure, if any.
+    pub fn finish(self) -> Result<(), crate::error::ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::Validation(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_normalises_national_numbers_with_the_region_hint() {
+        assert_eq!(
+            phone("07700 900123", Some("GB")).unwrap().as_deref(),
+            Some("+447700900123")
+        );
+        assert_eq!(
+            phone("+44 7700 900123", None).unwrap().as_deref(),
+            Some("+447700900123")
+        );
+        assert!(phone("07700 900123", None).is_err());
+        assert!(phone("not a phone", Some("GB")).is_err());
+    }
+
+    #[test]
+    fn email_rules() {
+        assert!(email("ada@example.com").is_ok());
+        assert_eq!(email("  ").unwrap(), None);
+        for bad in [
+            "ada",
+            "ada@",
+            "@example.com",
+            "a b@example.com",
+            "ada@example",
+            "a..b@x.io",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut t = serde_json::json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &serde_json::json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, serde_json::json!({"a": "z", "c": {"d": "e"}}));
+    }
+}
