@@ -1,0 +1,14 @@
+//! Integration tests: real PostgreSQL, one fresh database per test, the app driven in-process
+//! (plus one test of the real binary).
+
+mod helpers;
+
+mod auth;
+mod binary;
+mod contacts;
+mod contract;
+mod errors;
+mod sessions;
+mod tenancy;
+mod upsert;
+mod validation;
