@@ -74,12 +74,14 @@ fn problem_response(description: &str) -> Response {
         .build()
 }
 
-fn add_shared(op: &mut Operation, has_body: bool) {
+fn add_shared(op: &mut Operation) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_body = op.request_body.is_some();
+    let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     for (status, name, _) in SHARED {
         let applies = match *status {
-            "400" => true,
-            "401" | "403" => secured,
+            "400" => has_params || has_body,
+            "401" | "403" | "503" => secured,
             "413" | "415" | "422" => has_body,
             _ => true,
         };
@@ -138,8 +140,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .into_iter()
         .flatten()
         {
-            let has_body = op.request_body.is_some();
-            add_shared(op, has_body);
+            add_shared(op);
             scope_note(op);
         }
     }

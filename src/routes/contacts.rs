@@ -280,7 +280,13 @@ fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, Ap
         ("id" = i64, Path, description = "Contact id"),
         ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `*`): apply only to that version"),
     ),
-    request_body(content = ContactPatch, content_type = "application/merge-patch+json"),
+    request_body(
+        description = "A merge patch: `application/merge-patch+json` or `application/json`.",
+        content(
+            (ContactPatch = "application/merge-patch+json"),
+            (ContactPatch = "application/json"),
+        )
+    ),
     responses(
         (status = 200, description = "The updated contact.", body = Contact,
          headers(("ETag" = String, description = "Quoted new version"))),

@@ -1,1 +1,181 @@
-//! placeholder
+//! The real binary: configuration errors, database creation at start, and a request over TCP.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_contacts-api");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 exchange: (status, headers, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), body.to_string())
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn command() -> Command {
+    let mut c = Command::new(BIN);
+    for var in [
+        "DATABASE_URL",
+        "BIND_ADDR",
+        "JWT_SECRET",
+        "JWT_PUBLIC_KEY_FILE",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "DATABASE_POOL_SIZE",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+    for (var, value) in [
+        ("DATABASE_POOL_SIZE", "lots"),
+        ("BIND_ADDR", "nowhere"),
+        ("DATABASE_URL", "mysql://x"),
+    ] {
+        let out = command()
+            .arg("serve")
+            .env("JWT_SECRET", SECRET)
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+    }
+    let out = command().arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+}
+
+#[test]
+fn serve_creates_and_migrates_its_database_then_answers_with_a_minted_token() {
+    let name = format!("contacts_bin_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name);
+    let port = free_port();
+    let server = Server(
+        command()
+            .arg("serve")
+            .env("DATABASE_URL", &url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(http(port, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(http(port, "GET", "/readyz", None, None).0, 200);
+
+    let out = command()
+        .args([
+            "token",
+            "--account",
+            "3",
+            "--sub",
+            "alice",
+            "--scope",
+            "contacts:upsert contacts:read",
+            "--ttl",
+            "1h",
+        ])
+        .env("JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let (status, head, body) = http(
+        port,
+        "PUT",
+        "/api/v1/chatbots/support-bot/sessions/wa-447700900123/contact",
+        Some(&token),
+        Some(r#"{"channel":"whatsapp","name":"Ada Lovelace","phone":"+447700900123"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(head.contains("location: /api/v1/contacts/"));
+    assert!(head.contains("x-request-id: "));
+    let contact: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (status, _, body) = http(
+        port,
+        "GET",
+        &format!("/api/v1/contacts/{}", contact["id"]),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["name"],
+        "Ada Lovelace"
+    );
+    let (status, head, _) = http(port, "GET", "/api/v1/contacts", None, None);
+    assert_eq!(status, 401);
+    assert!(head.contains("content-type: application/problem+json"));
+
+    drop(server);
+    diesel::PgConnection::establish(&url_for("postgres"))
+        .unwrap()
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}

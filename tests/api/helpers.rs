@@ -20,10 +20,6 @@ use serde_json::Value;
 /// The HS256 secret of the test app.
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
-/// Every scope.
-pub const ALL_SCOPES: &str = "contacts:read contacts:write contacts:delete contacts:export \
-                              contacts:upsert privacy:manage audit:read";
-
 fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
@@ -267,7 +263,22 @@ pub async fn spawn_with(
         Error = actix_web::Error,
     >,
 > {
-    let db = TestDb::new();
+    spawn_full(jwt, 20).await
+}
+
+/// The app with custom JWT settings and pool size.
+pub async fn spawn_full(
+    jwt: JwtConfig,
+    pool_size: u32,
+) -> TestApp<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    let mut db = TestDb::new();
+    db.pool = db::build_pool(&db.url, pool_size);
     let state = AppState::new(db.pool.clone(), TokenVerifier::new(&jwt).expect("keys"));
     let svc = test::init_service(app(state)).await;
     TestApp { db, svc }

@@ -8,6 +8,7 @@ mod binary;
 mod contacts;
 mod contract;
 mod errors;
+mod faults;
 mod sessions;
 mod tenancy;
 mod upsert;
