@@ -38,9 +38,10 @@ pub struct Claims {
     /// Issuer (checked by the library when configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    /// Audience (checked by the library when configured).
+    /// Audience, a string or an array of strings (RFC 7519); checked by the library when
+    /// configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
 }
 
 /// Who is acting, for which account, with which rights.
@@ -268,7 +269,7 @@ pub fn mint(r: &MintRequest) -> Result<String, String> {
         iat: Some(now),
         chatbot_id: r.chatbot_id.map(str::to_string),
         iss: r.issuer.map(str::to_string),
-        aud: r.audience.map(str::to_string),
+        aud: r.audience.map(|a| serde_json::Value::String(a.to_string())),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

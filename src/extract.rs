@@ -75,9 +75,20 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    result.map_err(|e| {
+    // Every body is an object: serde would otherwise fill a struct from an array by position.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(syntax_error(bytes).unwrap_or(ApiError::InvalidBody {
+            field: None,
+            detail: "the body must be a JSON object".into(),
+        }));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = result.map_err(|e| {
+        // Broken JSON is a 400 even when a shape error came first.
+        if let Some(malformed) = syntax_error(bytes) {
+            return malformed;
+        }
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = strip_position(&inner.to_string());
@@ -92,6 +103,16 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                         _ => name,
                     };
                     ApiError::UnknownField(field)
+                } else if let Some(name) = missing_field_name(&message) {
+                    let field = if path == "." {
+                        name
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    ApiError::InvalidBody {
+                        field: Some(field),
+                        detail: message,
+                    }
                 } else {
                     let field = (path != ".").then_some(path);
                     ApiError::InvalidBody {
@@ -101,7 +122,23 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 }
             }
         }
-    })
+    })?;
+    // Nothing but whitespace may follow the value.
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(strip_position(&e.to_string())))?;
+    Ok(value)
+}
+
+/// The syntax error of `bytes`, if they are not one JSON value in UTF-8.
+fn syntax_error(bytes: &[u8]) -> Option<ApiError> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Some(ApiError::MalformedJson(format!(
+            "the body is not UTF-8: {e}"
+        )));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .err()
+        .map(|e| ApiError::MalformedJson(strip_position(&e.to_string())))
 }
 
 fn strip_position(message: &str) -> String {
@@ -113,6 +150,11 @@ fn strip_position(message: &str) -> String {
 
 fn unknown_field_name(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+fn missing_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
     Some(rest.split('`').next()?.to_string())
 }
 
@@ -146,4 +188,39 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
             message,
         }
     })
+}
+
+/// Two parameter sets from one query string (shared filters plus the operation's own); a
+/// parameter neither documents is a 400.
+pub struct Query2<A, B>(pub A, pub B);
+
+fn documented<T: utoipa::IntoParams>() -> Vec<String> {
+    T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+impl<A, B> FromRequest for Query2<A, B>
+where
+    A: DeserializeOwned + utoipa::IntoParams,
+    B: DeserializeOwned + utoipa::IntoParams,
+{
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let qs = req.query_string();
+        let known = [documented::<A>(), documented::<B>()].concat();
+        let unknown = url::form_urlencoded::parse(qs.as_bytes())
+            .map(|(k, _)| k.into_owned())
+            .find(|k| !known.iter().any(|n| n == k));
+        std::future::ready(match unknown {
+            Some(field) => Err(ApiError::InvalidParameter {
+                field,
+                message: "unknown query parameter".into(),
+            }),
+            None => parse_query(qs).and_then(|a| parse_query(qs).map(|b| Query2(a, b))),
+        })
+    }
 }

@@ -18,4 +18,5 @@ pub mod repo;
 pub mod request_id;
 pub mod routes;
 pub mod schema;
+pub mod seed;
 pub mod validate;

@@ -44,6 +44,18 @@ enum Command {
     },
     /// Print the OpenAPI document (the content of openapi/openapi.json).
     Openapi,
+    /// Generate realistic contacts with COPY (for benchmarks and demos).
+    Seed {
+        /// Accounts to fill, comma-separated.
+        #[arg(long, default_value = "1", value_delimiter = ',')]
+        accounts: Vec<i64>,
+        /// Contacts per account.
+        #[arg(long, default_value_t = 100_000)]
+        contacts: u64,
+        /// Random seed (same seed, same data).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 fn parse_ttl(s: &str) -> Option<i64> {
@@ -89,6 +101,11 @@ fn main() -> ExitCode {
             ttl,
             chatbot,
         } => token(account, &sub, &scope, &ttl, chatbot.as_deref()),
+        Command::Seed {
+            accounts,
+            contacts,
+            seed,
+        } => seed_accounts(&accounts, contacts, seed),
         Command::Openapi => {
             print!("{}", openapi::document_json());
             ExitCode::SUCCESS
@@ -127,6 +144,51 @@ fn token(account: i64, sub: &str, scope: &str, ttl: &str, chatbot: Option<&str>)
         }
         Err(e) => fail(e),
     }
+}
+
+fn seed_accounts(accounts: &[i64], contacts: u64, seed: u64) -> ExitCode {
+    use diesel::Connection;
+    let url = match config::database_url() {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = db::prepare_database(&url) {
+        return fail(e);
+    }
+    let mut conn = match diesel::PgConnection::establish(&db::with_connection_params(&url)) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("DATABASE_URL: {e}")),
+    };
+    let started = std::time::Instant::now();
+    for &account_id in accounts {
+        if account_id < 1 {
+            return fail("--accounts: account ids must be ≥ 1");
+        }
+        let bar = indicatif::ProgressBar::new(contacts).with_style(
+            indicatif::ProgressStyle::with_template(
+                "account {msg} [{bar:40}] {pos}/{len} contacts ({per_sec}, eta {eta})",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(account_id.to_string());
+        let plan = contacts_api::seed::SeedPlan {
+            account_id,
+            contacts,
+            seed,
+        };
+        if let Err(e) = contacts_api::seed::seed(&mut conn, &plan, &|n| bar.set_position(n)) {
+            return fail(format!("seed failed: {e}"));
+        }
+        bar.finish();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = contacts * accounts.len() as u64;
+    println!(
+        "seeded {total} contacts in {secs:.1} s ({:.0} contacts/s)",
+        total as f64 / secs
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve() -> ExitCode {

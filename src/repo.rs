@@ -2,4 +2,5 @@
 //! every function takes the account explicitly, so no query can cross tenants.
 
 pub mod contacts;
+pub mod list;
 pub mod sessions;

@@ -1,7 +1,10 @@
 //! The route table and the application wiring shared by `main` and the tests.
 
 pub mod contacts;
+pub mod export;
 pub mod fallback;
+pub mod filters;
+pub mod list;
 pub mod precondition;
 pub mod sessions;
 pub mod system;
@@ -27,7 +30,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 // Everything under /api/v1 is personal data or about it.
                 .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
                 .service(sessions::upsert_session_contact)
-                .service(contacts::list_contacts)
+                .service(list::list_contacts)
+                .service(export::export_contacts)
                 .service(contacts::create_contact)
                 .service(contacts::get_contact)
                 .service(contacts::update_contact)

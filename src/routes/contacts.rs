@@ -2,13 +2,13 @@
 
 use actix_web::http::header;
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 use crate::auth::{Auth, Delete, Read, Write};
 use crate::db::{with_conn, Pool};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, Query};
+use crate::extract::Body;
 use crate::models::{Contact, ContactChanges, NewContact};
 use crate::repo::contacts::{self as repo, Deleted};
 use crate::routes::precondition::IfMatch;
@@ -360,89 +360,4 @@ pub async fn delete_contact(
         Deleted::NotFound => Err(ApiError::contact_not_found(id)),
         Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
     }
-}
-
-/// Query of `GET /contacts`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, default = 50)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// A page of contacts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ContactPage {
-    /// The contacts of this page.
-    pub data: Vec<Contact>,
-    /// Cursor of the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ListCursor {
-    /// Sort the cursor was issued for.
-    s: String,
-    /// Last id of the page.
-    id: i64,
-}
-
-/// List contacts.
-///
-/// Newest contacts first (`-id`), keyset-paginated: pass `next_cursor` back as `cursor` for the
-/// next page; a page costs the same at any depth. Unknown query parameters are a 400.
-#[utoipa::path(
-    tag = "contacts",
-    params(ListParams),
-    responses((status = 200, description = "A page of contacts.", body = ContactPage)),
-    security(("bearer" = ["contacts:read"]))
-)]
-#[get("/contacts")]
-pub async fn list_contacts(
-    auth: Auth<Read>,
-    pool: web::Data<Pool>,
-    params: Query<ListParams>,
-) -> Result<HttpResponse, ApiError> {
-    let p = params.0;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidParameter {
-            field: "limit".into(),
-            message: "must be from 1 to 200".into(),
-        });
-    }
-    let before = match &p.cursor {
-        None => None,
-        Some(c) => {
-            let cur: ListCursor = crate::cursor::decode(c)?;
-            if cur.s != "-id" {
-                return Err(crate::cursor::invalid());
-            }
-            Some(cur.id)
-        }
-    };
-    let account = auth.0.account_id;
-    let mut rows = with_conn(&pool, move |conn| {
-        Ok(repo::list(conn, account, before, limit + 1)?)
-    })
-    .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|c| {
-            crate::cursor::encode(&ListCursor {
-                s: "-id".into(),
-                id: c.id,
-            })
-        })
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(ContactPage {
-        data: rows,
-        next_cursor,
-    }))
 }

@@ -38,6 +38,13 @@ impl IfMatch {
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
                 .ok_or_else(bad)?;
+            // etagc (RFC 9110 §8.8.3): no spaces, controls or quotes inside the tag.
+            if !inner
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+            {
+                return Err(bad());
+            }
             if !weak {
                 if let Ok(v) = inner.parse::<i64>() {
                     versions.push(v);

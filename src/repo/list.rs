@@ -1,0 +1,308 @@
+//! The contact list: filters, sorts and keyset positions shared by list, count and export.
+//! Every query starts from `account_id = $1`; every sort has an index that ends with `id`.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::{count_star, sql};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
+use serde::{Deserialize, Serialize};
+
+use crate::models::Contact;
+use crate::schema::contacts::{self, dsl as c};
+
+/// Name sort key; identical to the expression of the `contacts_name_idx` index.
+pub const NAME_KEY: &str = r#"(COALESCE(lower(name), chr(1114111)) COLLATE "C")"#;
+
+/// Searchable text; identical to the expression of the `contacts_search_idx` index.
+pub const SEARCH_TEXT: &str =
+    r#"(COALESCE(name, '') || E'\n' || COALESCE(email, '') || E'\n' || COALESCE(phone, ''))"#;
+
+/// Which contacts: every `None` is "no condition".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContactFilter {
+    /// Case-insensitive substring of name, email or phone (an integer also matches the id).
+    pub q: Option<String>,
+    /// Any of these channels.
+    pub channels: Option<Vec<String>>,
+    /// Any of these chatbots.
+    pub chatbots: Option<Vec<String>>,
+    /// Any of these countries.
+    pub country_codes: Option<Vec<String>>,
+    /// `created_at >= created_from`.
+    pub created_from: Option<DateTime<Utc>>,
+    /// `created_at < created_to`.
+    pub created_to: Option<DateTime<Utc>>,
+    /// `last_seen_at >= last_seen_from`.
+    pub last_seen_from: Option<DateTime<Utc>>,
+    /// `last_seen_at < last_seen_to`.
+    pub last_seen_to: Option<DateTime<Utc>>,
+    /// Has (true) or lacks (false) an email.
+    pub has_email: Option<bool>,
+    /// Has (true) or lacks (false) a phone.
+    pub has_phone: Option<bool>,
+    /// More than one session (true) or exactly one or none (false).
+    pub returning: Option<bool>,
+}
+
+/// List order; every order ends with `id` in the same direction, so it is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Sort {
+    /// `-id` (default): newest first.
+    IdDesc,
+    /// `id`.
+    IdAsc,
+    /// `created_at`.
+    CreatedAsc,
+    /// `-created_at`.
+    CreatedDesc,
+    /// `last_seen_at`.
+    LastSeenAsc,
+    /// `-last_seen_at`.
+    LastSeenDesc,
+    /// `name` (case-insensitive, no name last).
+    NameAsc,
+    /// `-name` (the exact reverse of `name`).
+    NameDesc,
+}
+
+impl Sort {
+    /// Every accepted `sort` value and its order.
+    pub const ALL: [(&'static str, Sort); 8] = [
+        ("-id", Sort::IdDesc),
+        ("id", Sort::IdAsc),
+        ("created_at", Sort::CreatedAsc),
+        ("-created_at", Sort::CreatedDesc),
+        ("last_seen_at", Sort::LastSeenAsc),
+        ("-last_seen_at", Sort::LastSeenDesc),
+        ("name", Sort::NameAsc),
+        ("-name", Sort::NameDesc),
+    ];
+
+    /// Parses a `sort` parameter.
+    pub fn parse(s: &str) -> Option<Sort> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, v)| *v)
+    }
+
+    fn descending(self) -> bool {
+        matches!(
+            self,
+            Sort::IdDesc | Sort::CreatedDesc | Sort::LastSeenDesc | Sort::NameDesc
+        )
+    }
+
+    /// The keyset position of `contact` in this order.
+    pub fn position(self, contact: &Contact) -> Position {
+        let key = match self {
+            Sort::IdDesc | Sort::IdAsc => Key::Id,
+            Sort::CreatedAsc | Sort::CreatedDesc => Key::Time(contact.created_at),
+            Sort::LastSeenAsc | Sort::LastSeenDesc => Key::Time(contact.last_seen_at),
+            Sort::NameAsc | Sort::NameDesc => Key::Name(contact.name.clone()),
+        };
+        Position {
+            key,
+            id: contact.id,
+        }
+    }
+}
+
+/// The sort key of the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Key {
+    /// Id orders: the id is the key.
+    Id,
+    /// Time orders.
+    Time(DateTime<Utc>),
+    /// Name orders: the raw name, keyed in SQL by the same expression as the index, so the
+    /// database's own `lower()` decides (it depends on the database's ctype).
+    Name(Option<String>),
+}
+
+impl Position {
+    /// True when this position was taken in `sort`'s order.
+    pub fn fits(&self, sort: Sort) -> bool {
+        matches!(
+            (sort, &self.key),
+            (Sort::IdDesc | Sort::IdAsc, Key::Id)
+                | (
+                    Sort::CreatedAsc | Sort::CreatedDesc | Sort::LastSeenAsc | Sort::LastSeenDesc,
+                    Key::Time(_)
+                )
+                | (Sort::NameAsc | Sort::NameDesc, Key::Name(_))
+        )
+    }
+}
+
+/// Where the next page starts (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Sort key of the last row.
+    pub key: Key,
+    /// Id of the last row.
+    pub id: i64,
+}
+
+/// Escapes LIKE wildcards so `q` is matched literally.
+fn like_pattern(q: &str) -> String {
+    let mut p = String::with_capacity(q.len() + 2);
+    p.push('%');
+    for ch in q.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// Applies the account and `f` to a boxed query of any selection.
+pub fn filtered<'a, ST: 'a>(
+    mut q: contacts::BoxedQuery<'a, Pg, ST>,
+    account_id: i64,
+    f: &ContactFilter,
+) -> contacts::BoxedQuery<'a, Pg, ST> {
+    q = q.filter(c::account_id.eq(account_id));
+    if let Some(v) = &f.channels {
+        q = q.filter(c::channel.eq_any(v.clone()));
+    }
+    if let Some(v) = &f.chatbots {
+        q = q.filter(c::chatbot_id.eq_any(v.clone()));
+    }
+    if let Some(v) = &f.country_codes {
+        q = q.filter(c::country_code.eq_any(v.clone()));
+    }
+    if let Some(t) = f.created_from {
+        q = q.filter(c::created_at.ge(t));
+    }
+    if let Some(t) = f.created_to {
+        q = q.filter(c::created_at.lt(t));
+    }
+    if let Some(t) = f.last_seen_from {
+        q = q.filter(c::last_seen_at.ge(t));
+    }
+    if let Some(t) = f.last_seen_to {
+        q = q.filter(c::last_seen_at.lt(t));
+    }
+    match f.has_email {
+        Some(true) => q = q.filter(c::email.is_not_null()),
+        Some(false) => q = q.filter(c::email.is_null()),
+        None => {}
+    }
+    match f.has_phone {
+        Some(true) => q = q.filter(c::phone.is_not_null()),
+        Some(false) => q = q.filter(c::phone.is_null()),
+        None => {}
+    }
+    match f.returning {
+        Some(true) => q = q.filter(c::sessions_count.gt(1)),
+        Some(false) => q = q.filter(c::sessions_count.le(1)),
+        None => {}
+    }
+    if let Some(text) = &f.q {
+        let matches_text = sql::<Bool>(&format!("{SEARCH_TEXT} ILIKE "))
+            .bind::<Text, _>(like_pattern(text))
+            .sql(" ESCAPE '\\'");
+        q = match text.trim().parse::<i64>() {
+            Ok(id) => q.filter(matches_text.or(c::id.eq(id))),
+            Err(_) => q.filter(matches_text),
+        };
+    }
+    q
+}
+
+/// Orders a boxed query and starts it after `after`.
+fn ordered<'a, ST: 'a>(
+    mut q: contacts::BoxedQuery<'a, Pg, ST>,
+    sort: Sort,
+    after: Option<&Position>,
+) -> contacts::BoxedQuery<'a, Pg, ST> {
+    let op = if sort.descending() { "<" } else { ">" };
+    if let Some(p) = after {
+        let row = |expr: &str| sql::<Bool>(&format!("({expr}, id) {op} ("));
+        q = match (sort, &p.key) {
+            (Sort::IdDesc, _) => q.filter(c::id.lt(p.id)),
+            (Sort::IdAsc, _) => q.filter(c::id.gt(p.id)),
+            (Sort::CreatedAsc | Sort::CreatedDesc, Key::Time(t)) => q.filter(
+                row("created_at")
+                    .bind::<Timestamptz, _>(*t)
+                    .sql(", ")
+                    .bind::<BigInt, _>(p.id)
+                    .sql(")"),
+            ),
+            (Sort::LastSeenAsc | Sort::LastSeenDesc, Key::Time(t)) => q.filter(
+                row("last_seen_at")
+                    .bind::<Timestamptz, _>(*t)
+                    .sql(", ")
+                    .bind::<BigInt, _>(p.id)
+                    .sql(")"),
+            ),
+            (Sort::NameAsc | Sort::NameDesc, Key::Name(name)) => q.filter(
+                row(NAME_KEY)
+                    .sql("(COALESCE(lower(")
+                    .bind::<Nullable<Text>, _>(name.clone())
+                    .sql("), chr(1114111)) COLLATE \"C\"), ")
+                    .bind::<BigInt, _>(p.id)
+                    .sql(")"),
+            ),
+            // A position of another order matches nothing; handlers refuse such cursors first.
+            _ => q.filter(sql::<Bool>("false")),
+        };
+    }
+    match sort {
+        Sort::IdDesc => q.order(c::id.desc()),
+        Sort::IdAsc => q.order(c::id.asc()),
+        Sort::CreatedAsc => q.order((c::created_at.asc(), c::id.asc())),
+        Sort::CreatedDesc => q.order((c::created_at.desc(), c::id.desc())),
+        Sort::LastSeenAsc => q.order((c::last_seen_at.asc(), c::id.asc())),
+        Sort::LastSeenDesc => q.order((c::last_seen_at.desc(), c::id.desc())),
+        Sort::NameAsc => q.order((sql::<Text>(NAME_KEY).asc(), c::id.asc())),
+        Sort::NameDesc => q.order((sql::<Text>(NAME_KEY).desc(), c::id.desc())),
+    }
+}
+
+/// One page (up to `limit` rows) of matching contacts in `sort` order after `after`.
+pub fn page(
+    conn: &mut PgConnection,
+    account_id: i64,
+    filter: &ContactFilter,
+    sort: Sort,
+    after: Option<&Position>,
+    limit: i64,
+) -> QueryResult<Vec<Contact>> {
+    let q = filtered(
+        c::contacts.select(Contact::as_select()).into_boxed(),
+        account_id,
+        filter,
+    );
+    ordered(q, sort, after).limit(limit).load(conn)
+}
+
+/// How many contacts match.
+pub fn count(conn: &mut PgConnection, account_id: i64, filter: &ContactFilter) -> QueryResult<i64> {
+    filtered(
+        c::contacts.select(count_star()).into_boxed(),
+        account_id,
+        filter,
+    )
+    .get_result(conn)
+}
+
+/// The SQL of a page, for benchmarks and `EXPLAIN` (binds rendered as `$n`).
+pub fn page_sql(
+    account_id: i64,
+    filter: &ContactFilter,
+    sort: Sort,
+    after: Option<&Position>,
+    limit: i64,
+) -> String {
+    let q = filtered(
+        c::contacts.select(Contact::as_select()).into_boxed(),
+        account_id,
+        filter,
+    );
+    diesel::debug_query::<Pg, _>(&ordered(q, sort, after).limit(limit)).to_string()
+}

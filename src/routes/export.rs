@@ -1,0 +1,240 @@
+//! `GET /contacts/export`: every matching contact, streamed as CSV or NDJSON in keyset batches,
+//! so memory stays flat whatever the row count and no connection is held between batches.
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{get, web, HttpResponse};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::{Auth, Export};
+use crate::db::{with_conn, Pool};
+use crate::error::ApiError;
+use crate::extract::Query2;
+use crate::models::Contact;
+use crate::repo::list::{self, ContactFilter, Position, Sort};
+use crate::routes::filters::FilterParams;
+use crate::routes::list::parse_sort;
+
+/// Rows fetched per query.
+const BATCH: i64 = 2000;
+
+/// The CSV columns, in this order (a stable part of the contract).
+pub const CSV_COLUMNS: [&str; 16] = [
+    "id",
+    "name",
+    "email",
+    "phone",
+    "avatar_url",
+    "country_code",
+    "ip_address",
+    "channel",
+    "chatbot_id",
+    "session_id",
+    "payload",
+    "sessions_count",
+    "created_at",
+    "updated_at",
+    "last_seen_at",
+    "version",
+];
+
+/// Options of the export.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `csv` (default) or `ndjson`.
+    #[param(default = "csv")]
+    pub format: Option<String>,
+    /// Order of the rows, as in the list (default `-id`).
+    #[param(default = "-id")]
+    pub sort: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Ndjson,
+}
+
+/// A cell that a spreadsheet would evaluate as a formula gets a leading `'` (OWASP CSV
+/// injection guidance): `=`, `+`, `-`, `@`, tab and carriage return.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn write_csv(rows: &[Contact], header: bool) -> Result<Vec<u8>, ApiError> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(rows.len() * 256));
+    let fail = |e: csv::Error| ApiError::internal(format!("csv: {e}"));
+    if header {
+        w.write_record(CSV_COLUMNS).map_err(fail)?;
+    }
+    for c in rows {
+        let opt = |v: &Option<String>| neutralise(v.as_deref().unwrap_or("")).into_owned();
+        let payload = c.payload.to_string();
+        w.write_record([
+            c.id.to_string(),
+            opt(&c.name),
+            opt(&c.email),
+            opt(&c.phone),
+            opt(&c.avatar_url),
+            opt(&c.country_code),
+            opt(&c.ip_address),
+            neutralise(&c.channel).into_owned(),
+            neutralise(&c.chatbot_id).into_owned(),
+            opt(&c.session_id),
+            neutralise(&payload).into_owned(),
+            c.sessions_count.to_string(),
+            time(&c.created_at),
+            time(&c.updated_at),
+            time(&c.last_seen_at),
+            c.version.to_string(),
+        ])
+        .map_err(fail)?;
+    }
+    w.into_inner()
+        .map_err(|e| ApiError::internal(format!("csv: {e}")))
+}
+
+fn write_ndjson(rows: &[Contact]) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(rows.len() * 320);
+    for c in rows {
+        serde_json::to_writer(&mut out, c).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+struct Batches {
+    pool: Pool,
+    account: i64,
+    filter: ContactFilter,
+    sort: Sort,
+    after: Option<Position>,
+    done: bool,
+}
+
+impl Batches {
+    async fn next(&mut self) -> Result<Vec<Contact>, ApiError> {
+        let (account, filter, sort, after) = (
+            self.account,
+            self.filter.clone(),
+            self.sort,
+            self.after.take(),
+        );
+        let rows = with_conn(&self.pool, move |conn| {
+            Ok(list::page(
+                conn,
+                account,
+                &filter,
+                sort,
+                after.as_ref(),
+                BATCH,
+            )?)
+        })
+        .await?;
+        self.done = (rows.len() as i64) < BATCH;
+        self.after = rows.last().map(|c| sort.position(c));
+        Ok(rows)
+    }
+}
+
+/// Export contacts.
+///
+/// Every contact matching the list filters, streamed in `sort` order (default `-id`).
+/// `format=csv`: RFC 4180 with CRLF line ends and a header row, columns `id, name, email, phone,
+/// avatar_url, country_code, ip_address, channel, chatbot_id, session_id, payload (compact
+/// JSON), sessions_count, created_at, updated_at, last_seen_at, version`; a text cell that starts
+/// with `=`, `+`, `-`, `@`, tab or CR is prefixed with `'` against formula injection (so E.164
+/// phones read `'+44...`). `format=ndjson`: one contact JSON per line, as the API returns it.
+/// Rows are read in batches, so the export is not a single snapshot: a contact changed while
+/// the export runs may appear in its old or new state. A failure after the first bytes ends
+/// the stream early.
+#[utoipa::path(
+    tag = "contacts",
+    params(ExportParams, FilterParams),
+    responses(
+        (status = 200, description = "The export, streamed; `Content-Disposition: attachment`.",
+         content(
+            (String = "text/csv", example = "id,name,email,phone,avatar_url,country_code,ip_address,channel,chatbot_id,session_id,payload,sessions_count,created_at,updated_at,last_seen_at,version\r\n1042,Ada Lovelace,ada@example.com,'+447700900123,,GB,203.0.113.9,whatsapp,support-bot,wa-447700900123,\"{\"\"plan\"\":\"\"pro\"\"}\",3,2026-11-01T09:00:00Z,2026-11-20T17:03:11Z,2026-11-20T17:03:11Z,7\r\n"),
+            (String = "application/x-ndjson"),
+         )),
+    ),
+    security(("bearer" = ["contacts:export"]))
+)]
+#[get("/contacts/export")]
+pub async fn export_contacts(
+    auth: Auth<Export>,
+    pool: web::Data<Pool>,
+    params: Query2<ExportParams, FilterParams>,
+) -> Result<HttpResponse, ApiError> {
+    let Query2(p, f) = params;
+    let format = match p.format.as_deref().unwrap_or("csv") {
+        "csv" => Format::Csv,
+        "ndjson" => Format::Ndjson,
+        _ => {
+            return Err(ApiError::InvalidParameter {
+                field: "format".into(),
+                message: "expected csv or ndjson".into(),
+            })
+        }
+    };
+    let (_, sort) = parse_sort(&p.sort)?;
+    let mut batches = Batches {
+        pool: pool.get_ref().clone(),
+        account: auth.0.account_id,
+        filter: f.to_filter()?,
+        sort,
+        after: None,
+        done: false,
+    };
+    // The first batch is read before answering, so an unavailable database is a clean 503.
+    let first = batches.next().await?;
+    let encode = move |rows: &[Contact], first: bool| match format {
+        Format::Csv => write_csv(rows, first),
+        Format::Ndjson => write_ndjson(rows),
+    };
+    let head = Bytes::from(encode(&first, true)?);
+    let rest = futures_util::stream::unfold(batches, move |mut b| async move {
+        if b.done {
+            return None;
+        }
+        let chunk = b.next().await.and_then(|rows| encode(&rows, false));
+        if let Err(e) = &chunk {
+            log::error!("export of account {} stopped: {e}", b.account);
+            b.done = true;
+        }
+        Some((chunk.map(Bytes::from), b))
+    });
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok::<_, ApiError>(head) }),
+        rest,
+    );
+    let (content_type, ext) = match format {
+        Format::Csv => ("text/csv; charset=utf-8; header=present", "csv"),
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+    };
+    let name = format!(
+        "contacts-{}.{ext}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .streaming(body))
+}

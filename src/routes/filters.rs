@@ -1,0 +1,127 @@
+//! The list filters, shared by list, export (and later stats and bulk delete): query
+//! parameters in, a checked `ContactFilter` out.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::repo::list::ContactFilter;
+use crate::validate;
+
+/// Filters of the contact list. Lists are comma-separated; time bounds are RFC 3339 (or a
+/// `YYYY-MM-DD` date, meaning midnight UTC), `from` inclusive and `to` exclusive.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FilterParams {
+    /// Case-insensitive substring of name, email or phone (phones are E.164, e.g. `+4477`); an
+    /// integer also matches the id. 1–200 characters.
+    pub q: Option<String>,
+    /// Channels, comma-separated (`whatsapp,telegram`).
+    pub channel: Option<String>,
+    /// Chatbot ids, comma-separated.
+    pub chatbot_id: Option<String>,
+    /// ISO 3166-1 alpha-2 codes, comma-separated.
+    pub country_code: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<String>,
+    /// Created before.
+    pub created_to: Option<String>,
+    /// Last seen at or after.
+    pub last_seen_from: Option<String>,
+    /// Last seen before.
+    pub last_seen_to: Option<String>,
+    /// With (`true`) or without (`false`) an email.
+    pub has_email: Option<bool>,
+    /// With (`true`) or without (`false`) a phone.
+    pub has_phone: Option<bool>,
+    /// More than one session (`true`), or at most one (`false`).
+    pub returning: Option<bool>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn list(
+    field: &str,
+    value: &Option<String>,
+    rule: impl Fn(&str) -> Result<String, String>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    let items: Result<Vec<String>, ApiError> = v
+        .split(',')
+        .map(|item| rule(item.trim()).map_err(|m| bad(field, format!("`{item}`: {m}"))))
+        .collect();
+    let items = items?;
+    if items.is_empty() || items.len() > 100 {
+        return Err(bad(field, "expected 1 to 100 comma-separated values"));
+    }
+    Ok(Some(items))
+}
+
+fn time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    // An unencoded `+` of an offset arrives as a space.
+    let v = v.trim().replace(' ', "+");
+    if let Ok(t) = DateTime::parse_from_rfc3339(&v) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
+        return Ok(Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
+    }
+    Err(bad(
+        field,
+        "expected an RFC 3339 timestamp or a YYYY-MM-DD date",
+    ))
+}
+
+impl FilterParams {
+    /// Checks every parameter; the error names the first bad one.
+    pub fn to_filter(&self) -> Result<ContactFilter, ApiError> {
+        let q = match &self.q {
+            None => None,
+            Some(q) => {
+                let t = q.trim();
+                if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+                    return Err(bad(
+                        "q",
+                        "must be 1 to 200 characters without control characters",
+                    ));
+                }
+                Some(t.to_string())
+            }
+        };
+        let filter = ContactFilter {
+            q,
+            channels: list("channel", &self.channel, validate::channel)?,
+            chatbots: list("chatbot_id", &self.chatbot_id, validate::identifier)?,
+            country_codes: list("country_code", &self.country_code, |c| {
+                validate::country_code(c)?.ok_or_else(|| "empty".to_string())
+            })?,
+            created_from: time("created_from", &self.created_from)?,
+            created_to: time("created_to", &self.created_to)?,
+            last_seen_from: time("last_seen_from", &self.last_seen_from)?,
+            last_seen_to: time("last_seen_to", &self.last_seen_to)?,
+            has_email: self.has_email,
+            has_phone: self.has_phone,
+            returning: self.returning,
+        };
+        Ok(filter)
+    }
+}
+
+/// A stable fingerprint of a filter (FNV-1a over its JSON), bound into cursors so that a cursor
+/// is only accepted with the filters it was issued for.
+pub fn fingerprint(filter: &ContactFilter) -> String {
+    let bytes = serde_json::to_vec(filter).expect("filter serialises");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
