@@ -12,9 +12,15 @@ pub fn encode<T: Serialize>(position: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).expect("cursor serialises"))
 }
 
+/// Longest cursor accepted. A position can hold a 200-character name (list) or two
+/// 128-character ids (sessions) of up to 4 bytes per character in UTF-8, 2 bytes per `"` or `\`
+/// in JSON: about 1,100 bytes of JSON, 1,500 in base64. The bound leaves room for that, so the
+/// server always accepts the cursors it issues, and still refuses absurd input cheaply.
+pub const MAX_LEN: usize = 4096;
+
 /// Decodes a cursor issued by `encode` for the same kind of position.
 pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
-    if cursor.len() > 1024 {
+    if cursor.len() > MAX_LEN {
         return Err(invalid());
     }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;

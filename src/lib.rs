@@ -7,6 +7,7 @@
 //! holds the handlers and wires the app; `openapi` builds the contract from the route table.
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod cursor;
 pub mod db;

@@ -44,6 +44,19 @@ enum Command {
     },
     /// Print the OpenAPI document (the content of openapi/openapi.json).
     Openapi,
+    /// Write the benchmark's operations (HTTP request and service SQL) for scripts/bench.
+    #[command(hide = true)]
+    BenchPlan {
+        /// The seeded account to measure.
+        #[arg(long, default_value_t = 1)]
+        account: i64,
+        /// Rows deep for the "deep page" operations.
+        #[arg(long, default_value_t = 500_000)]
+        depth: i64,
+        /// Output directory.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Generate realistic contacts with COPY (for benchmarks and demos).
     Seed {
         /// Accounts to fill, comma-separated.
@@ -106,6 +119,11 @@ fn main() -> ExitCode {
             contacts,
             seed,
         } => seed_accounts(&accounts, contacts, seed),
+        Command::BenchPlan {
+            account,
+            depth,
+            out,
+        } => bench_plan(account, depth, &out),
         Command::Openapi => {
             print!("{}", openapi::document_json());
             ExitCode::SUCCESS
@@ -143,6 +161,26 @@ fn token(account: i64, sub: &str, scope: &str, ttl: &str, chatbot: Option<&str>)
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+fn bench_plan(account: i64, depth: i64, out: &std::path::Path) -> ExitCode {
+    use diesel::Connection;
+    let url = match config::database_url() {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    let mut conn = match diesel::PgConnection::establish(&db::with_connection_params(&url)) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("DATABASE_URL: {e}")),
+    };
+    let ops = match contacts_api::bench::list_ops(&mut conn, account, depth) {
+        Ok(ops) => ops,
+        Err(e) => return fail(format!("bench plan: {e}")),
+    };
+    match contacts_api::bench::write_plan(out, &ops) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("--out: {e}")),
     }
 }
 

@@ -2,5 +2,6 @@
 //! every function takes the account explicitly, so no query can cross tenants.
 
 pub mod contacts;
+pub mod fragments;
 pub mod list;
 pub mod sessions;

@@ -34,7 +34,14 @@ fn trimmed(s: &str) -> Rule<Option<&str>> {
     Ok((!t.is_empty()).then_some(t))
 }
 
-/// `name`: trimmed, 1–200 characters, no control characters.
+/// Unicode noncharacters (U+FDD0–U+FDEF, U+xFFFE, U+xFFFF) are never text; U+10FFFF also
+/// serves as the "no name" sort key, so a name must not contain it.
+fn is_noncharacter(c: char) -> bool {
+    let u = c as u32;
+    (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE
+}
+
+/// `name`: trimmed, 1–200 characters, no control characters or noncharacters.
 pub fn name(s: &str) -> Rule<Option<String>> {
     let Some(t) = trimmed(s)? else {
         return Ok(None);
@@ -42,8 +49,8 @@ pub fn name(s: &str) -> Rule<Option<String>> {
     if t.chars().count() > 200 {
         return Err("must be at most 200 characters".into());
     }
-    if t.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
+    if t.chars().any(|c| c.is_control() || is_noncharacter(c)) {
+        return Err("must not contain control characters or Unicode noncharacters".into());
     }
     Ok(Some(t.to_string()))
 }

@@ -2,7 +2,9 @@
 
 use diesel::dsl::now;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text};
+use diesel::sql_types::Bool;
+
+use super::fragments::{Bind, Prepared};
 
 use crate::models::{Contact, ContactChanges, NewContact};
 use crate::schema::contacts::dsl as c;
@@ -86,6 +88,23 @@ UNION ALL
 SELECT *, false AS created FROM updated
 "#;
 
+/// The binds of `UPSERT_SQL`, in `$n` order.
+fn upsert_binds(account_id: i64, u: &SessionUpsert) -> [Bind<'_>; 11] {
+    [
+        Bind::Int8(account_id),
+        Bind::Text(&u.chatbot_id),
+        Bind::Text(&u.session_id),
+        Bind::Text(&u.channel),
+        Bind::OptText(u.name.as_deref()),
+        Bind::OptText(u.email.as_deref()),
+        Bind::OptText(u.phone.as_deref()),
+        Bind::OptText(u.avatar_url.as_deref()),
+        Bind::OptText(u.country_code.as_deref()),
+        Bind::OptText(u.ip_address.as_deref()),
+        Bind::OptJsonb(u.payload.as_ref()),
+    ]
+}
+
 /// Creates or updates the contact of one session; returns it and whether it was created.
 ///
 /// Under concurrency the statement can come back empty: a parallel call inserted the session
@@ -98,20 +117,12 @@ pub fn upsert_session(
     u: &SessionUpsert,
 ) -> QueryResult<(Contact, bool)> {
     for _ in 0..5 {
-        let row = diesel::sql_query(UPSERT_SQL)
-            .bind::<BigInt, _>(account_id)
-            .bind::<Text, _>(&u.chatbot_id)
-            .bind::<Text, _>(&u.session_id)
-            .bind::<Text, _>(&u.channel)
-            .bind::<Nullable<Text>, _>(&u.name)
-            .bind::<Nullable<Text>, _>(&u.email)
-            .bind::<Nullable<Text>, _>(&u.phone)
-            .bind::<Nullable<Text>, _>(&u.avatar_url)
-            .bind::<Nullable<Text>, _>(&u.country_code)
-            .bind::<Nullable<Text>, _>(&u.ip_address)
-            .bind::<Nullable<Jsonb>, _>(&u.payload)
-            .get_result::<UpsertRow>(conn)
-            .optional()?;
+        let row = Prepared {
+            sql: UPSERT_SQL,
+            binds: &upsert_binds(account_id, u),
+        }
+        .get_result::<UpsertRow>(conn)
+        .optional()?;
         if let Some(r) = row {
             return Ok((r.contact, r.created));
         }
@@ -147,20 +158,25 @@ pub fn create(conn: &mut PgConnection, new: &NewContact) -> QueryResult<Result<C
             .get_result(conn)?;
         return Ok(Ok(contact));
     };
-    let created = diesel::sql_query(CREATE_WITH_SESSION_SQL)
-        .bind::<BigInt, _>(new.account_id)
-        .bind::<Text, _>(&new.chatbot_id)
-        .bind::<Text, _>(session_id)
-        .bind::<Text, _>(&new.channel)
-        .bind::<Nullable<Text>, _>(&new.name)
-        .bind::<Nullable<Text>, _>(&new.email)
-        .bind::<Nullable<Text>, _>(&new.phone)
-        .bind::<Nullable<Text>, _>(&new.avatar_url)
-        .bind::<Nullable<Text>, _>(&new.country_code)
-        .bind::<Nullable<Text>, _>(&new.ip_address)
-        .bind::<Jsonb, _>(&new.payload)
-        .get_result::<Contact>(conn)
-        .optional()?;
+    let binds = [
+        Bind::Int8(new.account_id),
+        Bind::Text(&new.chatbot_id),
+        Bind::Text(session_id),
+        Bind::Text(&new.channel),
+        Bind::OptText(new.name.as_deref()),
+        Bind::OptText(new.email.as_deref()),
+        Bind::OptText(new.phone.as_deref()),
+        Bind::OptText(new.avatar_url.as_deref()),
+        Bind::OptText(new.country_code.as_deref()),
+        Bind::OptText(new.ip_address.as_deref()),
+        Bind::Jsonb(&new.payload),
+    ];
+    let created = Prepared {
+        sql: CREATE_WITH_SESSION_SQL,
+        binds: &binds,
+    }
+    .get_result::<Contact>(conn)
+    .optional()?;
     match created {
         Some(contact) => Ok(Ok(contact)),
         None => {

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use diesel::dsl::{count_star, sql};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bool, Text};
+
+use super::fragments::{Keyset, NameKey};
 use serde::{Deserialize, Serialize};
 
 use crate::models::Contact;
@@ -203,12 +205,21 @@ pub fn filtered<'a, ST: 'a>(
         None => {}
     }
     if let Some(text) = &f.q {
+        // Left as an uncacheable literal on purpose: the best plan depends on the term (a walk
+        // of the id index for common terms, the trigram index for rare ones), so it is planned
+        // for each request rather than once generically.
         let matches_text = sql::<Bool>(&format!("{SEARCH_TEXT} ILIKE "))
             .bind::<Text, _>(like_pattern(text))
             .sql(" ESCAPE '\\'");
-        q = match text.trim().parse::<i64>() {
-            Ok(id) => q.filter(matches_text.or(c::id.eq(id))),
-            Err(_) => q.filter(matches_text),
+        // Only plain digits name an id: `+4477` is a phone search, not contact 4477.
+        let id = text
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse::<i64>().ok())
+            .flatten();
+        q = match id {
+            Some(id) => q.filter(matches_text.or(c::id.eq(id))),
+            None => q.filter(matches_text),
         };
     }
     q
@@ -220,36 +231,30 @@ fn ordered<'a, ST: 'a>(
     sort: Sort,
     after: Option<&Position>,
 ) -> contacts::BoxedQuery<'a, Pg, ST> {
-    let op = if sort.descending() { "<" } else { ">" };
     if let Some(p) = after {
-        let row = |expr: &str| sql::<Bool>(&format!("({expr}, id) {op} ("));
+        let desc = sort.descending();
         q = match (sort, &p.key) {
             (Sort::IdDesc, _) => q.filter(c::id.lt(p.id)),
             (Sort::IdAsc, _) => q.filter(c::id.gt(p.id)),
-            (Sort::CreatedAsc | Sort::CreatedDesc, Key::Time(t)) => q.filter(
-                row("created_at")
-                    .bind::<Timestamptz, _>(*t)
-                    .sql(", ")
-                    .bind::<BigInt, _>(p.id)
-                    .sql(")"),
-            ),
-            (Sort::LastSeenAsc | Sort::LastSeenDesc, Key::Time(t)) => q.filter(
-                row("last_seen_at")
-                    .bind::<Timestamptz, _>(*t)
-                    .sql(", ")
-                    .bind::<BigInt, _>(p.id)
-                    .sql(")"),
-            ),
-            (Sort::NameAsc | Sort::NameDesc, Key::Name(name)) => q.filter(
-                row(NAME_KEY)
-                    .sql("(COALESCE(lower(")
-                    .bind::<Nullable<Text>, _>(name.clone())
-                    .sql("), chr(1114111)) COLLATE \"C\"), ")
-                    .bind::<BigInt, _>(p.id)
-                    .sql(")"),
-            ),
+            (Sort::CreatedAsc | Sort::CreatedDesc, Key::Time(t)) => q.filter(Keyset::Time {
+                column: "created_at",
+                desc,
+                at: *t,
+                id: p.id,
+            }),
+            (Sort::LastSeenAsc | Sort::LastSeenDesc, Key::Time(t)) => q.filter(Keyset::Time {
+                column: "last_seen_at",
+                desc,
+                at: *t,
+                id: p.id,
+            }),
+            (Sort::NameAsc | Sort::NameDesc, Key::Name(name)) => q.filter(Keyset::Name {
+                desc,
+                name: name.clone(),
+                id: p.id,
+            }),
             // A position of another order matches nothing; handlers refuse such cursors first.
-            _ => q.filter(sql::<Bool>("false")),
+            _ => q.filter(c::id.ne(c::id)),
         };
     }
     match sort {
@@ -259,8 +264,8 @@ fn ordered<'a, ST: 'a>(
         Sort::CreatedDesc => q.order((c::created_at.desc(), c::id.desc())),
         Sort::LastSeenAsc => q.order((c::last_seen_at.asc(), c::id.asc())),
         Sort::LastSeenDesc => q.order((c::last_seen_at.desc(), c::id.desc())),
-        Sort::NameAsc => q.order((sql::<Text>(NAME_KEY).asc(), c::id.asc())),
-        Sort::NameDesc => q.order((sql::<Text>(NAME_KEY).desc(), c::id.desc())),
+        Sort::NameAsc => q.order((NameKey.asc(), c::id.asc())),
+        Sort::NameDesc => q.order((NameKey.desc(), c::id.desc())),
     }
 }
 
@@ -305,4 +310,25 @@ pub fn page_sql(
         filter,
     );
     diesel::debug_query::<Pg, _>(&ordered(q, sort, after).limit(limit)).to_string()
+}
+
+/// The `n`-th matching contact in `sort` order (an OFFSET scan: for benchmarks and tools,
+/// never for requests).
+pub fn nth(
+    conn: &mut PgConnection,
+    account_id: i64,
+    filter: &ContactFilter,
+    sort: Sort,
+    n: i64,
+) -> QueryResult<Option<Contact>> {
+    let q = filtered(
+        c::contacts.select(Contact::as_select()).into_boxed(),
+        account_id,
+        filter,
+    );
+    ordered(q, sort, None)
+        .offset(n)
+        .limit(1)
+        .first(conn)
+        .optional()
 }

@@ -30,6 +30,12 @@ fn server_url() -> String {
 pub fn url_for(name: &str) -> String {
     let mut url = url::Url::parse(&server_url()).expect("TEST_DATABASE_URL is a URL");
     url.set_path(&format!("/{name}"));
+    // Each nextest test is a process that may exit while the pool's background threads are
+    // still connecting; without TLS, libpq never touches OpenSSL, whose exit-time teardown can
+    // crash such a thread (seen once as a SIGSEGV). The test server is local.
+    if !url.query().unwrap_or("").contains("sslmode") {
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+    }
     url.to_string()
 }
 

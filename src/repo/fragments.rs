@@ -1,0 +1,168 @@
+//! Hand-written SQL fragments with fixed text, so that diesel can cache the statements they
+//! appear in (`sql()` literals make a statement uncacheable: re-parsed and re-planned on every
+//! call). `Prepared` runs a whole static statement; `Keyset` and `NameKey` serve the list.
+
+use diesel::expression::{is_aggregate, AppearsOnTable, Expression, ValidGrouping};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Untyped};
+use diesel::{QueryResult, RunQueryDsl};
+
+use crate::schema::contacts;
+
+/// A bind value of a `Prepared` statement.
+#[derive(Debug, Clone, Copy)]
+pub enum Bind<'a> {
+    /// `bigint`.
+    Int8(i64),
+    /// `text`.
+    Text(&'a str),
+    /// `text`, possibly null.
+    OptText(Option<&'a str>),
+    /// `jsonb`.
+    Jsonb(&'a serde_json::Value),
+    /// `jsonb`, possibly null.
+    OptJsonb(Option<&'a serde_json::Value>),
+}
+
+/// A static SQL statement whose `$n` refer to `binds[n - 1]`; a bind may be used several times.
+/// Its text never changes, so diesel prepares it once per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<'a> {
+    /// The statement.
+    pub sql: &'static str,
+    /// Its parameters.
+    pub binds: &'a [Bind<'a>],
+}
+
+impl QueryFragment<Pg> for Prepared<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut rest = self.sql;
+        while let Some(i) = rest.find('$') {
+            out.push_sql(&rest[..i]);
+            let digits = rest[i + 1..].bytes().take_while(u8::is_ascii_digit).count();
+            let n: usize = rest[i + 1..i + 1 + digits]
+                .parse()
+                .expect("static SQL uses $<n> placeholders");
+            match &self.binds[n - 1] {
+                Bind::Int8(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Bind::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
+                Bind::Jsonb(v) => out.push_bind_param::<Jsonb, _>(*v)?,
+                Bind::OptJsonb(v) => out.push_bind_param::<Nullable<Jsonb>, _>(v)?,
+            }
+            rest = &rest[i + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+impl QueryId for Prepared<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Prepared<'_> {
+    type SqlType = Untyped;
+}
+
+impl<Conn> RunQueryDsl<Conn> for Prepared<'_> {}
+
+/// The name sort key; identical to the `contacts_name_idx` expression.
+#[derive(Debug, Clone, Copy, QueryId)]
+pub struct NameKey;
+
+impl QueryFragment<Pg> for NameKey {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(super::list::NAME_KEY);
+        Ok(())
+    }
+}
+
+impl Expression for NameKey {
+    type SqlType = Text;
+}
+
+impl AppearsOnTable<contacts::table> for NameKey {}
+
+impl ValidGrouping<()> for NameKey {
+    type IsAggregate = is_aggregate::Never;
+}
+
+/// `(key, id) > (last key, last id)` (or `<` when descending): a row comparison that the
+/// `(account_id, key, id)` indexes answer as a range scan.
+#[derive(Debug, Clone)]
+pub enum Keyset {
+    /// A timestamp column (`created_at` or `last_seen_at`).
+    Time {
+        /// Column name.
+        column: &'static str,
+        /// Descending order.
+        desc: bool,
+        /// Key of the last row.
+        at: chrono::DateTime<chrono::Utc>,
+        /// Id of the last row.
+        id: i64,
+    },
+    /// The name key, computed in SQL from the last row's raw name.
+    Name {
+        /// Descending order.
+        desc: bool,
+        /// Name of the last row.
+        name: Option<String>,
+        /// Id of the last row.
+        id: i64,
+    },
+}
+
+impl QueryFragment<Pg> for Keyset {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let op = |desc: bool| if desc { " < " } else { " > " };
+        match self {
+            Keyset::Time {
+                column,
+                desc,
+                at,
+                id,
+            } => {
+                out.push_sql("(");
+                out.push_sql(column);
+                out.push_sql(", id)");
+                out.push_sql(op(*desc));
+                out.push_sql("(");
+                out.push_bind_param::<Timestamptz, _>(at)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(id)?;
+                out.push_sql(")");
+            }
+            Keyset::Name { desc, name, id } => {
+                out.push_sql("(");
+                out.push_sql(super::list::NAME_KEY);
+                out.push_sql(", id)");
+                out.push_sql(op(*desc));
+                out.push_sql("((COALESCE(lower(");
+                out.push_bind_param::<Nullable<Text>, _>(name)?;
+                out.push_sql("), chr(1114111)) COLLATE \"C\"), ");
+                out.push_bind_param::<BigInt, _>(id)?;
+                out.push_sql(")");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for Keyset {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Expression for Keyset {
+    type SqlType = Bool;
+}
+
+impl AppearsOnTable<contacts::table> for Keyset {}
+
+impl ValidGrouping<()> for Keyset {
+    type IsAggregate = is_aggregate::Never;
+}
