@@ -140,6 +140,31 @@ where
     .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
 }
 
+/// Runs `f` again (up to three more times, with a short pause) when it fails with a deadlock
+/// or a serialization failure: both mean "another transaction won this time", never bad input.
+pub fn retry_transient<T>(mut f: impl FnMut() -> diesel::QueryResult<T>) -> diesel::QueryResult<T> {
+    let mut attempt = 0u64;
+    loop {
+        match f() {
+            Err(e) if attempt < 3 && is_retryable(&e) => {
+                attempt += 1;
+                log::debug!("retrying after a transient failure: {e}");
+                std::thread::sleep(Duration::from_millis(5 * attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_retryable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
 /// True when the database answers a trivial query (readiness).
 pub fn ping(conn: &mut PgConnection) -> bool {
     diesel::sql_query("SELECT 1").execute(conn).is_ok()

@@ -1,10 +1,14 @@
 //! The route table and the application wiring shared by `main` and the tests.
 
+pub mod batch;
+pub mod bulk;
 pub mod contacts;
+pub mod duplicates;
 pub mod export;
 pub mod fallback;
 pub mod filters;
 pub mod list;
+pub mod merge;
 pub mod precondition;
 pub mod sessions;
 pub mod system;
@@ -32,11 +36,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(sessions::upsert_session_contact)
                 .service(list::list_contacts)
                 .service(export::export_contacts)
+                .service(duplicates::list_duplicate_contacts)
+                .service(batch::batch_upsert_contacts)
+                .service(bulk::bulk_delete_contacts)
                 .service(contacts::create_contact)
                 .service(contacts::get_contact)
                 .service(contacts::update_contact)
                 .service(contacts::delete_contact)
-                .service(sessions::list_contact_sessions),
+                .service(sessions::list_contact_sessions)
+                .service(merge::merge_contacts),
         );
 }
 

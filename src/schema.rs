@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    contact_merges (account_id, source_id) {
+        account_id -> Int8,
+        source_id -> Int8,
+        target_id -> Int8,
+        merged_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     contact_sessions (account_id, chatbot_id, session_id) {
         account_id -> Int8,
         chatbot_id -> Text,
@@ -35,4 +44,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(contact_sessions, contacts,);
+diesel::allow_tables_to_appear_in_same_query!(contact_merges, contact_sessions, contacts,);

@@ -5,7 +5,7 @@
 use diesel::expression::{is_aggregate, AppearsOnTable, Expression, ValidGrouping};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Untyped};
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Untyped};
 use diesel::{QueryResult, RunQueryDsl};
 
 use crate::schema::contacts;
@@ -23,6 +23,12 @@ pub enum Bind<'a> {
     Jsonb(&'a serde_json::Value),
     /// `jsonb`, possibly null.
     OptJsonb(Option<&'a serde_json::Value>),
+    /// `text[]` with nullable elements.
+    TextArray(&'a [Option<String>]),
+    /// `jsonb[]` with nullable elements.
+    JsonbArray(&'a [Option<serde_json::Value>]),
+    /// `bigint[]`.
+    Int8Array(&'a [i64]),
 }
 
 /// A static SQL statement whose `$n` refer to `binds[n - 1]`; a bind may be used several times.
@@ -50,6 +56,9 @@ impl QueryFragment<Pg> for Prepared<'_> {
                 Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v)?,
                 Bind::Jsonb(v) => out.push_bind_param::<Jsonb, _>(*v)?,
                 Bind::OptJsonb(v) => out.push_bind_param::<Nullable<Jsonb>, _>(v)?,
+                Bind::TextArray(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(v)?,
+                Bind::JsonbArray(v) => out.push_bind_param::<Array<Nullable<Jsonb>>, _>(v)?,
+                Bind::Int8Array(v) => out.push_bind_param::<Array<BigInt>, _>(v)?,
             }
             rest = &rest[i + 1 + digits..];
         }

@@ -14,6 +14,15 @@ use crate::repo::contacts::{self as repo, Deleted};
 use crate::routes::precondition::IfMatch;
 use crate::validate::{self, Check};
 
+/// 404 for an unknown id, or 410 (with the canonical link) for an id merged into another.
+pub fn missing(conn: &mut diesel::PgConnection, account: i64, id: i64) -> ApiError {
+    match crate::repo::merge::redirect(conn, account, id) {
+        Ok(Some(target)) => ApiError::Merged(target),
+        Ok(None) => ApiError::contact_not_found(id),
+        Err(e) => e.into(),
+    }
+}
+
 /// `200`/`201` with the contact, its `ETag`, and `Location` when created.
 pub fn contact_response(status: actix_web::http::StatusCode, contact: &Contact) -> HttpResponse {
     let mut res = HttpResponse::build(status);
@@ -146,6 +155,7 @@ pub async fn create_contact(
         (status = 200, description = "The contact.", body = Contact,
          headers(("ETag" = String, description = "Quoted version"))),
         (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The contact was merged into another (`contact_merged`); `Link: </api/v1/contacts/{target}>; rel=\"canonical\"`.", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:read"]))
 )]
@@ -156,8 +166,10 @@ pub async fn get_contact(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, id) = (auth.0.account_id, id.into_inner());
-    let contact = with_conn(&pool, move |conn| Ok(repo::find(conn, account, id)?)).await?;
-    let contact = contact.ok_or_else(|| ApiError::contact_not_found(id))?;
+    let contact = with_conn(&pool, move |conn| {
+        repo::find(conn, account, id)?.ok_or_else(|| missing(conn, account, id))
+    })
+    .await?;
     Ok(contact_response(actix_web::http::StatusCode::OK, &contact))
 }
 
@@ -291,6 +303,7 @@ fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, Ap
         (status = 200, description = "The updated contact.", body = Contact,
          headers(("ETag" = String, description = "Quoted new version"))),
         (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The contact was merged into another (`contact_merged`); `Link: </api/v1/contacts/{target}>; rel=\"canonical\"`.", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names another version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:write"]))
@@ -309,8 +322,9 @@ pub async fn update_contact(
     let contact = with_conn(&pool, move |conn| {
         use diesel::Connection;
         conn.transaction(|conn| {
-            let current = repo::find_for_update(conn, account, id)?
-                .ok_or_else(|| ApiError::contact_not_found(id))?;
+            let Some(current) = repo::find_for_update(conn, account, id)? else {
+                return Err(missing(conn, account, id));
+            };
             if !if_match.allows(current.version) {
                 return Err(ApiError::PreconditionFailed(current.version));
             }
@@ -337,6 +351,7 @@ pub async fn update_contact(
     responses(
         (status = 204, description = "Deleted."),
         (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The contact was merged into another (`contact_merged`); `Link: </api/v1/contacts/{target}>; rel=\"canonical\"`.", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names another version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:delete"]))
@@ -351,13 +366,13 @@ pub async fn delete_contact(
     let (account, id) = (auth.0.account_id, id.into_inner());
     let if_match = IfMatch::from_request(&req)?;
     let versions = if_match.versions();
-    let outcome = with_conn(&pool, move |conn| {
-        Ok(repo::delete(conn, account, id, versions.as_deref())?)
+    with_conn(&pool, move |conn| {
+        match repo::delete(conn, account, id, versions.as_deref())? {
+            Deleted::Yes => Ok(()),
+            Deleted::NotFound => Err(missing(conn, account, id)),
+            Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
+        }
     })
     .await?;
-    match outcome {
-        Deleted::Yes => Ok(HttpResponse::NoContent().finish()),
-        Deleted::NotFound => Err(ApiError::contact_not_found(id)),
-        Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
-    }
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -172,6 +172,7 @@ struct SessionCursor {
     responses(
         (status = 200, description = "A page of sessions.", body = SessionPage),
         (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The contact was merged into another (`contact_merged`, with `Link`); its sessions are the target's now.", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:read"]))
 )]
@@ -202,7 +203,7 @@ pub async fn list_contact_sessions(
     };
     let mut rows = with_conn(&pool, move |conn| {
         if contacts::find(conn, account, id)?.is_none() {
-            return Err(ApiError::contact_not_found(id));
+            return Err(crate::routes::contacts::missing(conn, account, id));
         }
         Ok(sessions::list_for_contact(
             conn,

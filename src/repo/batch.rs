@@ -1,0 +1,181 @@
+//! The batch session upsert: up to 500 items in one transaction, applied in rounds of one
+//! multi-row statement each. A round holds at most one item per session, so repeats of a
+//! session inside a batch apply in input order, exactly as if sent one after the other.
+
+use std::collections::HashSet;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+
+use super::contacts::{upsert_session, SessionUpsert};
+use super::fragments::{Bind, Prepared};
+use crate::models::Contact;
+
+/// The multi-row form of the session upsert (see `contacts::UPSERT_SQL`): the items arrive as
+/// arrays, `ord` is each item's 1-based position. Rows whose merged payload would break the
+/// size limit are left out (and retried alone, to report them); so are items that share a
+/// contact with another item of the round (a contact is updated once per statement).
+const BATCH_UPSERT_SQL: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::jsonb[])
+        WITH ORDINALITY AS i(chatbot_id, session_id, channel, name, email, phone, avatar_url,
+                             country_code, ip_address, payload, ord)
+), found AS (
+    SELECT i.ord, s.contact_id
+    FROM input i
+    JOIN contact_sessions s
+      ON s.account_id = $1 AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
+), new_session AS (
+    INSERT INTO contact_sessions (account_id, chatbot_id, session_id, contact_id, channel, ip_address)
+    SELECT $1, i.chatbot_id, i.session_id, nextval('contacts_id_seq'), i.channel, i.ip_address
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.ord = i.ord)
+    ORDER BY i.chatbot_id, i.session_id
+    ON CONFLICT (account_id, chatbot_id, session_id) DO NOTHING
+    RETURNING chatbot_id, session_id, contact_id
+), seen_session AS (
+    UPDATE contact_sessions s
+    SET channel = i.channel, ip_address = COALESCE(i.ip_address, s.ip_address),
+        last_seen_at = GREATEST(s.last_seen_at, now())
+    FROM input i
+    JOIN found f ON f.ord = i.ord
+    WHERE s.account_id = $1 AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
+    RETURNING i.ord, s.contact_id
+), created AS (
+    INSERT INTO contacts (account_id, id, name, email, phone, avatar_url, country_code,
+                          ip_address, channel, chatbot_id, session_id, payload, sessions_count)
+    SELECT $1, n.contact_id, i.name, i.email, i.phone, i.avatar_url, i.country_code,
+           i.ip_address, i.channel, i.chatbot_id, i.session_id, COALESCE(i.payload, '{}'::jsonb), 1
+    FROM new_session n
+    JOIN input i ON i.chatbot_id = n.chatbot_id AND i.session_id = n.session_id
+    RETURNING *
+), updated AS (
+    UPDATE contacts t
+    SET name = COALESCE(i.name, t.name), email = COALESCE(i.email, t.email),
+        phone = COALESCE(i.phone, t.phone), avatar_url = COALESCE(i.avatar_url, t.avatar_url),
+        country_code = COALESCE(i.country_code, t.country_code),
+        ip_address = COALESCE(i.ip_address, t.ip_address),
+        channel = i.channel, chatbot_id = i.chatbot_id, session_id = i.session_id,
+        payload = t.payload || COALESCE(i.payload, '{}'::jsonb),
+        last_seen_at = GREATEST(t.last_seen_at, now()),
+        updated_at = GREATEST(t.updated_at, now()),
+        version = t.version + 1
+    FROM seen_session s
+    JOIN input i ON i.ord = s.ord
+    WHERE t.account_id = $1 AND t.id = s.contact_id
+      AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
+    RETURNING t.*, i.ord
+)
+SELECT c.*, i.ord, true AS created
+FROM created c
+JOIN input i ON i.chatbot_id = c.chatbot_id AND i.session_id = c.session_id
+UNION ALL
+SELECT u.*, false AS created FROM updated u
+"#;
+
+#[derive(QueryableByName)]
+struct BatchRow {
+    #[diesel(embed)]
+    contact: Contact,
+    #[diesel(sql_type = BigInt)]
+    ord: i64,
+    #[diesel(sql_type = Bool)]
+    created: bool,
+}
+
+/// The outcome of one item: its contact and whether it was created, or a database error that
+/// concerns this item only (e.g. its merged payload is too large).
+pub type ItemResult = Result<(Contact, bool), diesel::result::Error>;
+
+/// Runs one round (items with distinct sessions) as one statement; returns the results by
+/// position in `round`, `None` for items the statement left out.
+fn run_round(
+    conn: &mut PgConnection,
+    account_id: i64,
+    round: &[&SessionUpsert],
+) -> QueryResult<Vec<Option<(Contact, bool)>>> {
+    let col = |f: fn(&SessionUpsert) -> Option<String>| -> Vec<Option<String>> {
+        round.iter().map(|u| f(u)).collect()
+    };
+    let chatbots: Vec<Option<String>> = col(|u| Some(u.chatbot_id.clone()));
+    let sessions = col(|u| Some(u.session_id.clone()));
+    let channels = col(|u| Some(u.channel.clone()));
+    let names = col(|u| u.name.clone());
+    let emails = col(|u| u.email.clone());
+    let phones = col(|u| u.phone.clone());
+    let avatars = col(|u| u.avatar_url.clone());
+    let countries = col(|u| u.country_code.clone());
+    let ips = col(|u| u.ip_address.clone());
+    let payloads: Vec<Option<serde_json::Value>> =
+        round.iter().map(|u| u.payload.clone()).collect();
+    let binds = [
+        Bind::Int8(account_id),
+        Bind::TextArray(&chatbots),
+        Bind::TextArray(&sessions),
+        Bind::TextArray(&channels),
+        Bind::TextArray(&names),
+        Bind::TextArray(&emails),
+        Bind::TextArray(&phones),
+        Bind::TextArray(&avatars),
+        Bind::TextArray(&countries),
+        Bind::TextArray(&ips),
+        Bind::JsonbArray(&payloads),
+    ];
+    let rows: Vec<BatchRow> = Prepared {
+        sql: BATCH_UPSERT_SQL,
+        binds: &binds,
+    }
+    .load(conn)?;
+    let mut out: Vec<Option<(Contact, bool)>> = vec![None; round.len()];
+    for r in rows {
+        out[(r.ord - 1) as usize] = Some((r.contact, r.created));
+    }
+    Ok(out)
+}
+
+/// Applies `items` in input order semantics; call inside a transaction. Each item gets its own
+/// result; a database error of one item (raised when it is retried alone, inside a savepoint)
+/// does not undo the others.
+pub fn upsert_batch(
+    conn: &mut PgConnection,
+    account_id: i64,
+    items: &[SessionUpsert],
+) -> QueryResult<Vec<ItemResult>> {
+    let mut results: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
+    let mut attempts = vec![0u8; items.len()];
+    loop {
+        // The first pending item of each session, in input order.
+        let mut seen = HashSet::new();
+        let round: Vec<usize> = (0..items.len())
+            .filter(|&i| results[i].is_none())
+            .filter(|&i| seen.insert((&items[i].chatbot_id, &items[i].session_id)))
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        // An item left out twice (payload limit, a contact shared with another item, a race)
+        // runs alone in a savepoint: it then either succeeds or fails with its own error.
+        let (alone, together): (Vec<usize>, Vec<usize>) =
+            round.into_iter().partition(|&i| attempts[i] >= 2);
+        for i in alone {
+            let r = conn.transaction(|c| upsert_session(c, account_id, &items[i]));
+            results[i] = Some(r);
+        }
+        if together.is_empty() {
+            continue;
+        }
+        let refs: Vec<&SessionUpsert> = together.iter().map(|&i| &items[i]).collect();
+        for (k, r) in run_round(conn, account_id, &refs)?.into_iter().enumerate() {
+            let i = together[k];
+            attempts[i] += 1;
+            if let Some(ok) = r {
+                results[i] = Some(Ok(ok));
+            }
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect())
+}

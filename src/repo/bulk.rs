@@ -1,0 +1,47 @@
+//! Deleting many contacts: by id (one statement) or by list filter, in bounded batches so no
+//! transaction holds many row locks or runs long.
+
+use diesel::prelude::*;
+
+use super::list::{filtered, ContactFilter};
+use crate::schema::contacts::dsl as c;
+
+/// Rows deleted per transaction when deleting by filter.
+pub const BATCH: i64 = 1000;
+
+/// How many of `ids` exist in the account.
+pub fn count_ids(conn: &mut PgConnection, account_id: i64, ids: &[i64]) -> QueryResult<i64> {
+    c::contacts
+        .filter(c::account_id.eq(account_id))
+        .filter(c::id.eq_any(ids))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes those of `ids` that exist in the account (sessions cascade); returns how many.
+pub fn delete_ids(conn: &mut PgConnection, account_id: i64, ids: &[i64]) -> QueryResult<i64> {
+    let n = diesel::delete(
+        c::contacts
+            .filter(c::account_id.eq(account_id))
+            .filter(c::id.eq_any(ids)),
+    )
+    .execute(conn)?;
+    Ok(n as i64)
+}
+
+/// Deletes one batch of contacts matching `filter`: returns how many matched the batch (0 when
+/// none is left) and how many this call deleted (fewer if another request deleted some first).
+pub fn delete_filtered_batch(
+    conn: &mut PgConnection,
+    account_id: i64,
+    filter: &ContactFilter,
+) -> QueryResult<(usize, i64)> {
+    let ids: Vec<i64> = filtered(c::contacts.select(c::id).into_boxed(), account_id, filter)
+        .order(c::id)
+        .limit(BATCH)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok((0, 0));
+    }
+    Ok((ids.len(), delete_ids(conn, account_id, &ids)?))
+}

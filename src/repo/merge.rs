@@ -1,0 +1,179 @@
+//! Merging contacts: one transaction moves the sources' sessions to the target, fills the
+//! target's empty fields, merges payloads, sums counts, records redirects (410 Gone with a
+//! canonical link) and removes the sources.
+
+use diesel::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::models::Contact;
+use crate::schema::contact_merges::dsl as m;
+use crate::schema::contact_sessions::dsl as s;
+use crate::schema::contacts::dsl as c;
+
+/// Why a merge was refused; nothing changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The target does not exist in the account.
+    TargetNotFound,
+    /// The target was merged into this contact.
+    TargetMerged(i64),
+    /// These sources do not exist in the account (merged-away ids included).
+    SourcesNotFound(Vec<i64>),
+}
+
+/// Where a merged-away contact went, if it was merged.
+pub fn redirect(conn: &mut PgConnection, account_id: i64, id: i64) -> QueryResult<Option<i64>> {
+    m::contact_merges
+        .find((account_id, id))
+        .select(m::target_id)
+        .first(conn)
+        .optional()
+}
+
+/// The target with every field filled and combined from `sources` (API.md semantics).
+fn combine(target: &Contact, sources: &[Contact]) -> Contact {
+    let mut out = target.clone();
+    // Newest first: the most recently seen source fills an empty field first.
+    let mut newest: Vec<&Contact> = sources.iter().collect();
+    newest.sort_by_key(|s| std::cmp::Reverse((s.last_seen_at, s.id)));
+    for s in &newest {
+        let fill = |slot: &mut Option<String>, v: &Option<String>| {
+            if slot.is_none() {
+                slot.clone_from(v);
+            }
+        };
+        fill(&mut out.name, &s.name);
+        fill(&mut out.email, &s.email);
+        fill(&mut out.phone, &s.phone);
+        fill(&mut out.avatar_url, &s.avatar_url);
+        fill(&mut out.country_code, &s.country_code);
+        fill(&mut out.ip_address, &s.ip_address);
+    }
+    // Payload: sources oldest to newest (newer wins), then the target on top (target wins).
+    let mut payload = Map::new();
+    for s in newest
+        .iter()
+        .rev()
+        .map(|s| &s.payload)
+        .chain([&target.payload])
+    {
+        if let Value::Object(obj) = s {
+            for (k, v) in obj {
+                payload.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out.payload = Value::Object(payload);
+    out.sessions_count = std::iter::once(target)
+        .chain(sources)
+        .map(|c| c.sessions_count)
+        .sum();
+    out.created_at = std::iter::once(target)
+        .chain(sources)
+        .map(|c| c.created_at)
+        .min()
+        .expect("target");
+    // The most recent session's channel, chatbot and session id come with the latest contact.
+    let latest = std::iter::once(target)
+        .chain(sources)
+        .max_by_key(|c| (c.last_seen_at, c.id))
+        .expect("target");
+    out.last_seen_at = latest.last_seen_at;
+    if latest.id != target.id {
+        out.channel.clone_from(&latest.channel);
+        out.chatbot_id.clone_from(&latest.chatbot_id);
+        out.session_id.clone_from(&latest.session_id);
+    }
+    out
+}
+
+/// Merges `sources` into `target`; the caller runs it in a transaction (and retries it on a
+/// deadlock). Contacts are locked in id order, so concurrent merges cannot deadlock each other.
+pub fn merge(
+    conn: &mut PgConnection,
+    account_id: i64,
+    target_id: i64,
+    source_ids: &[i64],
+) -> QueryResult<Result<Contact, Refused>> {
+    let mut ids: Vec<i64> = source_ids.to_vec();
+    ids.push(target_id);
+    let locked: Vec<Contact> = c::contacts
+        .filter(c::account_id.eq(account_id))
+        .filter(c::id.eq_any(&ids))
+        .order(c::id)
+        .for_update()
+        .select(Contact::as_select())
+        .load(conn)?;
+    let Some(target) = locked.iter().find(|x| x.id == target_id).cloned() else {
+        return Ok(Err(match redirect(conn, account_id, target_id)? {
+            Some(t) => Refused::TargetMerged(t),
+            None => Refused::TargetNotFound,
+        }));
+    };
+    let missing: Vec<i64> = source_ids
+        .iter()
+        .copied()
+        .filter(|id| !locked.iter().any(|x| x.id == *id))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Err(Refused::SourcesNotFound(missing)));
+    }
+    let sources: Vec<Contact> = locked.into_iter().filter(|x| x.id != target_id).collect();
+    let merged = combine(&target, &sources);
+
+    diesel::update(
+        s::contact_sessions
+            .filter(s::account_id.eq(account_id))
+            .filter(s::contact_id.eq_any(source_ids)),
+    )
+    .set(s::contact_id.eq(target_id))
+    .execute(conn)?;
+    // Redirects to a source now lead to the target; then each source redirects there too.
+    diesel::update(
+        m::contact_merges
+            .filter(m::account_id.eq(account_id))
+            .filter(m::target_id.eq_any(source_ids)),
+    )
+    .set(m::target_id.eq(target_id))
+    .execute(conn)?;
+    let redirects: Vec<_> = source_ids
+        .iter()
+        .map(|sid| {
+            (
+                m::account_id.eq(account_id),
+                m::source_id.eq(*sid),
+                m::target_id.eq(target_id),
+            )
+        })
+        .collect();
+    diesel::delete(
+        c::contacts
+            .filter(c::account_id.eq(account_id))
+            .filter(c::id.eq_any(source_ids)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(m::contact_merges)
+        .values(&redirects)
+        .execute(conn)?;
+    let updated = diesel::update(c::contacts.find((account_id, target_id)))
+        .set((
+            c::name.eq(&merged.name),
+            c::email.eq(&merged.email),
+            c::phone.eq(&merged.phone),
+            c::avatar_url.eq(&merged.avatar_url),
+            c::country_code.eq(&merged.country_code),
+            c::ip_address.eq(&merged.ip_address),
+            c::channel.eq(&merged.channel),
+            c::chatbot_id.eq(&merged.chatbot_id),
+            c::session_id.eq(&merged.session_id),
+            c::payload.eq(&merged.payload),
+            c::sessions_count.eq(merged.sessions_count),
+            c::created_at.eq(merged.created_at),
+            c::last_seen_at.eq(merged.last_seen_at),
+            c::updated_at.eq(diesel::dsl::now),
+            c::version.eq(c::version + 1),
+        ))
+        .returning(Contact::as_returning())
+        .get_result(conn)?;
+    Ok(Ok(updated))
+}

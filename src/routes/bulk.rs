@@ -1,0 +1,149 @@
+//! `POST /contacts/bulk-delete`: delete many contacts by id or by list filter.
+
+use actix_web::{post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Auth, Delete};
+use crate::db::{with_conn, Pool};
+use crate::error::ApiError;
+use crate::extract::Body;
+use crate::repo::{bulk, list};
+use crate::routes::filters::FilterParams;
+
+/// Most ids in one request.
+pub const MAX_IDS: usize = 1000;
+
+/// Body of the bulk delete: exactly one of `ids` and `filter`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"filter": {"channel": "telegram", "last_seen_to": "2026-01-01"}, "dry_run": true}))]
+pub struct BulkDeleteRequest {
+    /// Up to 1000 contact ids; ids that do not exist in the account are skipped.
+    pub ids: Option<Vec<i64>>,
+    /// The list filters (`q`, `channel`, `chatbot_id`, `country_code`, `created_from`,
+    /// `created_to`, `last_seen_from`, `last_seen_to`, `has_email`, `has_phone`, `returning`),
+    /// with the same value formats as the list's query parameters. `{}` matches every contact.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Count the matching contacts without deleting them.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a bulk delete did (or would do).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"deleted": 1250}))]
+pub struct BulkDeleteResponse {
+    /// Contacts deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<i64>,
+    /// Contacts that match (`dry_run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<i64>,
+}
+
+/// Turns the JSON filter object into the list's checked filter.
+fn parse_filter(
+    obj: serde_json::Map<String, serde_json::Value>,
+) -> Result<list::ContactFilter, ApiError> {
+    let known: Vec<String> = <FilterParams as utoipa::IntoParams>::into_params(|| None)
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    if let Some(k) = obj.keys().find(|k| !known.contains(k)) {
+        return Err(ApiError::UnknownField(format!("filter.{k}")));
+    }
+    let params: FilterParams =
+        serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
+            ApiError::InvalidBody {
+                field: Some("filter".into()),
+                detail: e.to_string(),
+            }
+        })?;
+    params.to_filter().map_err(|e| match e {
+        ApiError::InvalidParameter { field, message } => {
+            ApiError::field(format!("filter.{field}"), message)
+        }
+        other => other,
+    })
+}
+
+/// Delete many contacts.
+///
+/// By `ids` (up to 1000; ids unknown in this account are skipped) or by `filter` (the list
+/// filters; `{}` matches every contact), permanently with their sessions. With
+/// `"dry_run": true` nothing is deleted and the answer is `{"matched": n}`; otherwise
+/// `{"deleted": n}`. A filter delete runs in transactions of 1000 contacts, so it never holds
+/// long locks; contacts created while it runs may or may not be deleted.
+#[utoipa::path(
+    tag = "contacts",
+    request_body(content = BulkDeleteRequest, content_type = "application/json"),
+    responses((status = 200, description = "How many were deleted (or match).", body = BulkDeleteResponse)),
+    security(("bearer" = ["contacts:delete"]))
+)]
+#[post("/contacts/bulk-delete")]
+pub async fn bulk_delete_contacts(
+    auth: Auth<Delete>,
+    pool: web::Data<Pool>,
+    body: Body<BulkDeleteRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let r = body.0;
+    let account = auth.0.account_id;
+    let dry = r.dry_run;
+    let n = match (r.ids, r.filter) {
+        (Some(ids), None) => {
+            if ids.is_empty() || ids.len() > MAX_IDS {
+                return Err(ApiError::field(
+                    "ids",
+                    format!("must hold 1 to {MAX_IDS} ids"),
+                ));
+            }
+            with_conn(&pool, move |conn| {
+                Ok(if dry {
+                    bulk::count_ids(conn, account, &ids)?
+                } else {
+                    bulk::delete_ids(conn, account, &ids)?
+                })
+            })
+            .await?
+        }
+        (None, Some(obj)) => {
+            let filter = parse_filter(obj)?;
+            if dry {
+                with_conn(&pool, move |conn| Ok(list::count(conn, account, &filter)?)).await?
+            } else {
+                let mut total = 0;
+                loop {
+                    // One batch per pooled checkout: other requests get connections between.
+                    let f = filter.clone();
+                    let (matched, deleted) = with_conn(&pool, move |conn| {
+                        Ok(bulk::delete_filtered_batch(conn, account, &f)?)
+                    })
+                    .await?;
+                    if matched == 0 {
+                        break total;
+                    }
+                    total += deleted;
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::field(
+                "ids",
+                "send exactly one of `ids` and `filter`",
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(if dry {
+        BulkDeleteResponse {
+            deleted: None,
+            matched: Some(n),
+        }
+    } else {
+        BulkDeleteResponse {
+            deleted: Some(n),
+            matched: None,
+        }
+    }))
+}
