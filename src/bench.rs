@@ -213,12 +213,97 @@ pub fn list_ops(conn: &mut PgConnection, account: i64, depth: i64) -> diesel::Qu
     Ok(ops)
 }
 
-/// Writes `ops.tsv` (name, url, script file, defs) and one pgbench script per op into `dir`.
-pub fn write_plan(dir: &std::path::Path, ops: &[Op]) -> std::io::Result<()> {
+/// The account the upsert operations write to (emptied by `scripts/bench` first).
+pub const UPSERT_ACCOUNT: i64 = 9;
+
+/// A contact's fields as the benchmark sends them (every bind non-null, as pgbench cannot
+/// pass NULL): name, email, phone, avatar_url, country_code, ip_address, payload.
+const FIELDS: [&str; 7] = [
+    "Bench User",
+    "bench@example.com",
+    "+447700900123",
+    "https://cdn.example.com/a.png",
+    "GB",
+    "203.0.113.9",
+    r#"{"plan": "pro"}"#,
+];
+
+/// The JSON body of one upsert item (`extra` adds chatbot/session for batch items).
+pub fn upsert_body(extra: &str) -> String {
+    format!(
+        r#"{{{extra}"channel":"website","name":"{}","email":"{}","phone":"{}","avatar_url":"{}","country_code":"{}","ip_address":"{}","payload":{}}}"#,
+        FIELDS[0], FIELDS[1], FIELDS[2], FIELDS[3], FIELDS[4], FIELDS[5], FIELDS[6]
+    )
+}
+
+fn placeholders(sql: &str, n: usize) -> String {
+    let mut sql = sql.to_string();
+    for i in (1..=n).rev() {
+        sql = sql.replace(&format!("${i}"), &format!(":p{i}"));
+    }
+    sql.replace('\n', " ").trim().to_string() + ";"
+}
+
+/// pgbench scripts for the upsert operations. `:sid` is drawn per transaction: from 2e9 ids
+/// for new sessions, from 10,000 for repeat sessions (the API side draws the same way).
+pub fn upsert_ops() -> Vec<Op> {
+    let single = placeholders(crate::repo::contacts::UPSERT_SQL, 11).replace(":p3", ":sid");
+    let mut defs = vec![
+        format!("p1={UPSERT_ACCOUNT}"),
+        "p2=bench".into(),
+        "p4=website".into(),
+    ];
+    for (i, v) in FIELDS.iter().enumerate() {
+        defs.push(format!("p{}={v}", i + 5));
+    }
+    let mut ops = vec![
+        Op {
+            name: "upsert, new session".into(),
+            url: "new".into(),
+            sql: format!("\\set sid random(1, 2000000000)\n{single}"),
+            defs: defs.clone(),
+        },
+        Op {
+            name: "upsert, repeat session".into(),
+            url: "repeat".into(),
+            sql: format!("\\set sid random(1, 10000)\n{single}"),
+            defs,
+        },
+    ];
+    let batch = placeholders(crate::repo::batch::BATCH_UPSERT_SQL, 11);
+    for n in [100usize, 500] {
+        let array = |v: &str| {
+            let quoted = format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+            format!("{{{}}}", vec![quoted; n].join(","))
+        };
+        let mut defs = vec![
+            format!("p1={UPSERT_ACCOUNT}"),
+            format!("p2={}", array("bench")),
+            format!("p4={}", array("website")),
+        ];
+        for (i, v) in FIELDS.iter().enumerate() {
+            defs.push(format!("p{}={}", i + 5, array(v)));
+        }
+        // The session ids vary per transaction; building them costs one small extra query.
+        let sql = format!(
+            "\\set r random(1, 1000000000)\nSELECT array_agg('b' || :client_id || '-' || :r || '-' || g) AS p3 FROM generate_series(1, {n}) g \\gset\n{batch}"
+        );
+        ops.push(Op {
+            name: format!("batch upsert x{n}, new sessions"),
+            url: format!("batch{n}"),
+            sql,
+            defs,
+        });
+    }
+    ops
+}
+
+/// Writes `<name>.tsv` (name, url, script file, defs) and one pgbench script per op into `dir`.
+pub fn write_plan(dir: &std::path::Path, name: &str, ops: &[Op]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut index = String::new();
     for (i, op) in ops.iter().enumerate() {
-        let script = dir.join(format!("op{i}.sql"));
+        let script = dir.join(format!("{name}{i}.sql"));
         std::fs::write(&script, format!("{}\n", op.sql))?;
         let _ = writeln!(
             index,
@@ -229,7 +314,7 @@ pub fn write_plan(dir: &std::path::Path, ops: &[Op]) -> std::io::Result<()> {
             op.defs.join("\u{1f}")
         );
     }
-    std::fs::write(dir.join("ops.tsv"), index)
+    std::fs::write(dir.join(format!("{name}.tsv")), index)
 }
 
 #[cfg(test)]

@@ -194,27 +194,44 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
 /// parameter neither documents is a 400.
 pub struct Query2<A, B>(pub A, pub B);
 
-fn documented<T: utoipa::IntoParams>() -> Vec<String> {
-    T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
-        .into_iter()
-        .map(|p| p.name)
-        .collect()
+/// The query parameters `T` documents, computed once per type (building utoipa's parameter
+/// objects on every request showed up in profiles).
+fn documented<T: utoipa::IntoParams + 'static>() -> std::sync::Arc<Vec<String>> {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock, RwLock};
+    static CACHE: OnceLock<RwLock<HashMap<TypeId, Arc<Vec<String>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(names) = cache.read().expect("lock").get(&TypeId::of::<T>()) {
+        return names.clone();
+    }
+    let names: Arc<Vec<String>> = Arc::new(
+        T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
+            .into_iter()
+            .map(|p| p.name)
+            .collect(),
+    );
+    cache
+        .write()
+        .expect("lock")
+        .insert(TypeId::of::<T>(), names.clone());
+    names
 }
 
 impl<A, B> FromRequest for Query2<A, B>
 where
-    A: DeserializeOwned + utoipa::IntoParams,
-    B: DeserializeOwned + utoipa::IntoParams,
+    A: DeserializeOwned + utoipa::IntoParams + 'static,
+    B: DeserializeOwned + utoipa::IntoParams + 'static,
 {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let qs = req.query_string();
-        let known = [documented::<A>(), documented::<B>()].concat();
+        let (a, b) = (documented::<A>(), documented::<B>());
         let unknown = url::form_urlencoded::parse(qs.as_bytes())
             .map(|(k, _)| k.into_owned())
-            .find(|k| !known.iter().any(|n| n == k));
+            .find(|k| !a.iter().chain(b.iter()).any(|n| n == k));
         std::future::ready(match unknown {
             Some(field) => Err(ApiError::InvalidParameter {
                 field,

@@ -7,6 +7,11 @@ use actix_web::HttpServer;
 use clap::{Parser, Subcommand};
 use contacts_api::{auth, config, db, openapi, routes};
 
+// mimalloc: glibc malloc/free were ~15% of the server's CPU when listing contacts (perf, see
+// README "Performance"); many short-lived allocations per request is what mimalloc is built for.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "contacts-api",
@@ -178,7 +183,17 @@ fn bench_plan(account: i64, depth: i64, out: &std::path::Path) -> ExitCode {
         Ok(ops) => ops,
         Err(e) => return fail(format!("bench plan: {e}")),
     };
-    match contacts_api::bench::write_plan(out, &ops) {
+    let upserts = contacts_api::bench::upsert_ops();
+    let written = contacts_api::bench::write_plan(out, "ops", &ops)
+        .and_then(|()| contacts_api::bench::write_plan(out, "upserts", &upserts))
+        .and_then(|()| {
+            std::fs::write(out.join("item.json"), contacts_api::bench::upsert_body(""))?;
+            std::fs::write(
+                out.join("batch-item.json"),
+                contacts_api::bench::upsert_body(r#""chatbot_id":"bench","session_id":"SID","#),
+            )
+        });
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("--out: {e}")),
     }

@@ -45,5 +45,8 @@ CREATE TABLE contact_sessions (
 );
 
 -- The sessions of one contact, newest first (GET /contacts/{id}/sessions, cascade deletes).
+-- It deliberately lacks chatbot_id and session_id: with them it could also answer the upsert's
+-- session lookup, and with stale statistics the planner picked it over the primary key and
+-- scanned the whole account (seen at 360k sessions).
 CREATE INDEX contact_sessions_contact_idx
-    ON contact_sessions (account_id, contact_id, last_seen_at, chatbot_id, session_id);
+    ON contact_sessions (account_id, contact_id, last_seen_at);

@@ -13,19 +13,32 @@ use crate::models::Contact;
 
 /// The multi-row form of the session upsert (see `contacts::UPSERT_SQL`): the items arrive as
 /// arrays, `ord` is each item's 1-based position. Rows whose merged payload would break the
-/// size limit are left out (and retried alone, to report them); so are items that share a
-/// contact with another item of the round (a contact is updated once per statement).
-const BATCH_UPSERT_SQL: &str = r#"
+/// size limit are left out, their session untouched (and retried alone, to report them); so are
+/// items that share a contact with another item of the round (a contact is updated once per
+/// statement).
+///
+/// The redundant `= ANY (...)` conditions give every lookup a primary-key range whatever join
+/// order the planner picks, so stale statistics (a young account that just grew) cannot turn a
+/// lookup into a scan of the whole account.
+///
+/// The existing sessions are locked first, in key order: concurrent batches naming the same
+/// sessions in different orders then queue behind each other instead of deadlocking (an
+/// `UPDATE ... FROM` locks rows in whatever order its join produces them). A contact is only
+/// updated through a session this statement holds, so the contacts need no ordering of their own.
+pub const BATCH_UPSERT_SQL: &str = r#"
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::jsonb[])
         WITH ORDINALITY AS i(chatbot_id, session_id, channel, name, email, phone, avatar_url,
                              country_code, ip_address, payload, ord)
-), found AS (
+), found AS MATERIALIZED (
     SELECT i.ord, s.contact_id
     FROM input i
     JOIN contact_sessions s
       ON s.account_id = $1 AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
+    WHERE s.chatbot_id = ANY ($2::text[]) AND s.session_id = ANY ($3::text[])
+    ORDER BY s.chatbot_id, s.session_id
+    FOR UPDATE OF s
 ), new_session AS (
     INSERT INTO contact_sessions (account_id, chatbot_id, session_id, contact_id, channel, ip_address)
     SELECT $1, i.chatbot_id, i.session_id, nextval('contacts_id_seq'), i.channel, i.ip_address
@@ -40,7 +53,11 @@ WITH input AS (
         last_seen_at = GREATEST(s.last_seen_at, now())
     FROM input i
     JOIN found f ON f.ord = i.ord
+    JOIN contacts t ON t.account_id = $1 AND t.id = f.contact_id
     WHERE s.account_id = $1 AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
+      AND s.chatbot_id = ANY ($2::text[]) AND s.session_id = ANY ($3::text[])
+      AND t.id = ANY (ARRAY(SELECT contact_id FROM found))
+      AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
     RETURNING i.ord, s.contact_id
 ), created AS (
     INSERT INTO contacts (account_id, id, name, email, phone, avatar_url, country_code,
@@ -64,6 +81,7 @@ WITH input AS (
     FROM seen_session s
     JOIN input i ON i.ord = s.ord
     WHERE t.account_id = $1 AND t.id = s.contact_id
+      AND t.id = ANY (ARRAY(SELECT contact_id FROM seen_session))
       AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
     RETURNING t.*, i.ord
 )

@@ -45,8 +45,10 @@ struct UpsertRow {
 /// The session upsert as one statement. An existing session updates its contact; a new one
 /// takes an id from the sequence and inserts the session and the contact together (the foreign
 /// key is checked at the end of the statement). `nextval` runs only when the session was not
-/// found, so repeat upserts do not burn ids.
-const UPSERT_SQL: &str = r#"
+/// found, so repeat upserts do not burn ids. The contact is addressed by a scalar subquery, so
+/// the only plan is a primary-key lookup whatever the statistics say (a join let a stale
+/// estimate turn it into a scan of the whole account).
+pub const UPSERT_SQL: &str = r#"
 WITH found AS (
     SELECT contact_id FROM contact_sessions
     WHERE account_id = $1 AND chatbot_id = $2 AND session_id = $3
@@ -79,8 +81,7 @@ WITH found AS (
         last_seen_at = GREATEST(t.last_seen_at, now()),
         updated_at = GREATEST(t.updated_at, now()),
         version = t.version + 1
-    FROM seen_session s
-    WHERE t.account_id = $1 AND t.id = s.contact_id
+    WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM seen_session)
     RETURNING t.*
 )
 SELECT *, true AS created FROM created

@@ -89,12 +89,21 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
 
 /// Merges `sources` into `target`; the caller runs it in a transaction (and retries it on a
 /// deadlock). Contacts are locked in id order, so concurrent merges cannot deadlock each other.
+/// The sources' sessions are locked before any contact: the session upsert locks its session
+/// row, then its contact, and taking the contacts first here would deadlock with it.
 pub fn merge(
     conn: &mut PgConnection,
     account_id: i64,
     target_id: i64,
     source_ids: &[i64],
 ) -> QueryResult<Result<Contact, Refused>> {
+    s::contact_sessions
+        .filter(s::account_id.eq(account_id))
+        .filter(s::contact_id.eq_any(source_ids))
+        .order((s::chatbot_id, s::session_id))
+        .select(s::session_id)
+        .for_update()
+        .load::<String>(conn)?;
     let mut ids: Vec<i64> = source_ids.to_vec();
     ids.push(target_id);
     let locked: Vec<Contact> = c::contacts

@@ -43,10 +43,14 @@ pub struct BulkDeleteResponse {
     pub matched: Option<i64>,
 }
 
-/// Turns the JSON filter object into the list's checked filter.
+/// Turns the JSON filter object into the list's checked filter. The values take the list's
+/// query-parameter formats (`"has_email": "true"` as well as `true`; a number is its text, null
+/// is absent) and go through the list's own parser, so both accept exactly the same filters;
+/// an error names `filter.<key>`.
 fn parse_filter(
     obj: serde_json::Map<String, serde_json::Value>,
 ) -> Result<list::ContactFilter, ApiError> {
+    use serde_json::Value;
     let known: Vec<String> = <FilterParams as utoipa::IntoParams>::into_params(|| None)
         .into_iter()
         .map(|p| p.name)
@@ -54,19 +58,30 @@ fn parse_filter(
     if let Some(k) = obj.keys().find(|k| !known.contains(k)) {
         return Err(ApiError::UnknownField(format!("filter.{k}")));
     }
-    let params: FilterParams =
-        serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
-            ApiError::InvalidBody {
-                field: Some("filter".into()),
-                detail: e.to_string(),
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &obj {
+        let text = match v {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(_) | Value::Object(_) => {
+                return Err(ApiError::field(
+                    format!("filter.{k}"),
+                    "expected a string (lists are comma-separated) or a boolean",
+                ))
             }
-        })?;
-    params.to_filter().map_err(|e| match e {
-        ApiError::InvalidParameter { field, message } => {
-            ApiError::field(format!("filter.{field}"), message)
-        }
-        other => other,
-    })
+        };
+        query.append_pair(k, &text);
+    }
+    crate::extract::parse_query::<FilterParams>(&query.finish())
+        .and_then(|params| params.to_filter())
+        .map_err(|e| match e {
+            ApiError::InvalidParameter { field, message } => {
+                ApiError::field(format!("filter.{field}"), message)
+            }
+            other => other,
+        })
 }
 
 /// Delete many contacts.

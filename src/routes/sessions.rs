@@ -80,8 +80,12 @@ pub async fn upsert_session_contact(
     auth.0.check_chatbot(&chatbot_id)?;
     let upsert = to_upsert(chatbot_id, session_id, body.0)?;
     let account = auth.0.account_id;
+    // A deadlock with a concurrent writer of the same rows (a delete locks the contact, then
+    // its sessions) is retried: the statement runs alone, so running it again is safe.
     let (contact, created) = with_conn(&pool, move |conn| {
-        Ok(contacts::upsert_session(conn, account, &upsert)?)
+        Ok(crate::db::retry_transient(|| {
+            contacts::upsert_session(conn, account, &upsert)
+        })?)
     })
     .await?;
     let status = if created {

@@ -4,13 +4,17 @@
 mod helpers;
 
 mod auth;
+mod batch;
 mod binary;
+mod bulk;
 mod contacts;
 mod contract;
+mod duplicates;
 mod errors;
 mod export;
 mod faults;
 mod list;
+mod merge;
 mod prepared;
 mod sessions;
 mod tenancy;
