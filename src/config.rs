@@ -1,6 +1,6 @@
 //! Configuration from the environment. Every variable the service reads is listed here:
 //! `DATABASE_URL`, `BIND_ADDR`, `JWT_SECRET`, `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`,
-//! `DATABASE_POOL_SIZE`, `RUST_LOG` (read by env_logger).
+//! `DATABASE_POOL_SIZE`, `RETENTION_INTERVAL_SECONDS`, `RUST_LOG` (read by env_logger).
 
 use std::net::SocketAddr;
 
@@ -30,6 +30,8 @@ pub struct Config {
     pub pool_size: u32,
     /// Token verification settings.
     pub jwt: JwtConfig,
+    /// Time between two passes of the retention task.
+    pub retention_interval: std::time::Duration,
 }
 
 /// How bearer tokens are verified.
@@ -108,6 +110,18 @@ impl Config {
                 }
             },
         };
+        let retention_interval = match var("RETENTION_INTERVAL_SECONDS")? {
+            None => 300,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError {
+                        var: "RETENTION_INTERVAL_SECONDS",
+                        reason: format!("must be an integer from 1 to 86400, got {v:?}"),
+                    })
+                }
+            },
+        };
         let jwt = JwtConfig::from_env()?;
         if jwt.secret.is_none() && jwt.public_key_pem.is_none() {
             return Err(ConfigError {
@@ -120,6 +134,7 @@ impl Config {
             bind_addr,
             pool_size,
             jwt,
+            retention_interval: std::time::Duration::from_secs(retention_interval),
         })
     }
 }

@@ -244,6 +244,25 @@ fn seed_accounts(accounts: &[i64], contacts: u64, seed: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The retention task: a pass at start, then one every `interval`, on its own thread (it runs
+/// blocking queries). Safe with several server processes: each batch takes rows with SKIP LOCKED.
+fn spawn_retention(pool: db::Pool, interval: Duration) {
+    std::thread::Builder::new()
+        .name("retention".into())
+        .spawn(move || loop {
+            match pool.get() {
+                Ok(mut conn) => match contacts_api::repo::retention::run_once(&mut conn) {
+                    Ok(0) => {}
+                    Ok(n) => log::info!("retention: deleted {n} expired contact(s)"),
+                    Err(e) => log::warn!("retention pass failed: {e}"),
+                },
+                Err(e) => log::warn!("retention pass skipped, no database connection: {e}"),
+            }
+            std::thread::sleep(interval);
+        })
+        .expect("spawn the retention thread");
+}
+
 fn serve() -> ExitCode {
     let cfg = match config::Config::from_env() {
         Ok(c) => c,
@@ -267,6 +286,7 @@ fn serve() -> ExitCode {
         }
     }
     let pool = db::build_pool(&cfg.database_url, cfg.pool_size);
+    spawn_retention(pool.clone(), cfg.retention_interval);
     let state = routes::AppState::new(pool, verifier);
     let result = actix_web::rt::System::new().block_on(async move {
         log::info!("serving on http://{}", cfg.bind_addr);

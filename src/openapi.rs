@@ -29,6 +29,7 @@ non-zero.",
     tags(
         (name = "sessions", description = "Chatbot runtimes: the contact of a chat session."),
         (name = "contacts", description = "Dashboards and integrations: browse and edit contacts."),
+        (name = "privacy", description = "Data-subject access and erasure, retention, the audit log."),
         (name = "system", description = "Health and readiness probes."),
     ),
     components(schemas(Problem, FieldError))

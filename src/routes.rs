@@ -1,7 +1,9 @@
 //! The route table and the application wiring shared by `main` and the tests.
 
+pub mod audit;
 pub mod batch;
 pub mod bulk;
+pub mod consent;
 pub mod contacts;
 pub mod duplicates;
 pub mod export;
@@ -10,7 +12,9 @@ pub mod filters;
 pub mod list;
 pub mod merge;
 pub mod precondition;
+pub mod privacy;
 pub mod sessions;
+pub mod settings;
 pub mod system;
 
 use actix_web::body::MessageBody;
@@ -44,6 +48,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(contacts::update_contact)
                 .service(contacts::delete_contact)
                 .service(sessions::list_contact_sessions)
+                .service(privacy::create_privacy_access)
+                .service(privacy::create_privacy_erasure)
+                .service(settings::get_retention)
+                .service(settings::update_retention)
+                .service(audit::list_audit_events)
                 .service(merge::merge_contacts),
         );
 }

@@ -1,6 +1,40 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    account_settings (account_id) {
+        account_id -> Int8,
+        retention_days -> Nullable<Int4>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_events (account_id, id) {
+        account_id -> Int8,
+        id -> Int8,
+        at -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        contact_id -> Nullable<Int8>,
+        changed_fields -> Array<Nullable<Text>>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
+    consent_events (account_id, id) {
+        account_id -> Int8,
+        id -> Int8,
+        contact_id -> Int8,
+        status -> Text,
+        source -> Nullable<Text>,
+        text_version -> Nullable<Text>,
+        actor -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     contact_merges (account_id, source_id) {
         account_id -> Int8,
         source_id -> Int8,
@@ -41,7 +75,15 @@ diesel::table! {
         updated_at -> Timestamptz,
         last_seen_at -> Timestamptz,
         version -> Int8,
+        consent -> Nullable<Jsonb>,
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(contact_merges, contact_sessions, contacts,);
+diesel::allow_tables_to_appear_in_same_query!(
+    account_settings,
+    audit_events,
+    consent_events,
+    contact_merges,
+    contact_sessions,
+    contacts,
+);

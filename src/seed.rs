@@ -281,7 +281,7 @@ fn chunk_rows(plan: &SeedPlan, rng: &mut Rng, first_id: i64, n: u64) -> (String,
         }
         let _ = writeln!(
             cs,
-            "{channel}\t{chatbot}\t{session_id}\t{payload}\t{sessions}\t{}\t{}\t{}\t1",
+            "{channel}\t{chatbot}\t{session_id}\t{payload}\t{sessions}\t{}\t{}\t{}\t1\t\\N",
             created.to_rfc3339(),
             last_seen.to_rfc3339(),
             last_seen.to_rfc3339()

@@ -16,7 +16,8 @@ use crate::schema::contacts;
     "ip_address": "203.0.113.9", "channel": "whatsapp", "chatbot_id": "support-bot",
     "session_id": "wa-447700900123", "payload": {"plan": "pro"}, "sessions_count": 3,
     "created_at": "2026-11-01T09:00:00Z", "updated_at": "2026-11-20T17:03:11Z",
-    "last_seen_at": "2026-11-20T17:03:11Z", "version": 7
+    "last_seen_at": "2026-11-20T17:03:11Z", "version": 7,
+    "consent": {"status": "granted", "source": "whatsapp-optin", "text_version": "2026-01", "recorded_at": "2026-11-20T17:03:11Z"}
 }))]
 pub struct Contact {
     /// The tenant; taken from the token, never serialised.
@@ -56,6 +57,23 @@ pub struct Contact {
     pub last_seen_at: DateTime<Utc>,
     /// Incremented on every change; sent as `ETag: "<version>"`.
     pub version: i64,
+    /// The current consent, or null; its history is in the privacy access document.
+    #[schema(value_type = Option<ConsentState>)]
+    pub consent: Option<serde_json::Value>,
+}
+
+/// A contact's current consent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"status": "granted", "source": "whatsapp-optin", "text_version": "2026-01", "recorded_at": "2026-11-20T17:03:11Z"}))]
+pub struct ConsentState {
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// Where consent was given or withdrawn (free text, e.g. a form or flow id).
+    pub source: Option<String>,
+    /// Version of the consent text shown.
+    pub text_version: Option<String>,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// A contact created by hand (`POST /contacts`).
@@ -119,13 +137,18 @@ impl ContactChanges {
         }
     }
 
-    /// True when applying `self` to `c` would change nothing.
-    pub fn same_as(&self, c: &Contact) -> bool {
-        self.name == c.name
-            && self.email == c.email
-            && self.phone == c.phone
-            && self.avatar_url == c.avatar_url
-            && self.country_code == c.country_code
-            && self.payload == c.payload
+    /// The names of the fields that applying `self` to `c` would change.
+    pub fn changed_fields(&self, c: &Contact) -> Vec<&'static str> {
+        [
+            ("name", self.name != c.name),
+            ("email", self.email != c.email),
+            ("phone", self.phone != c.phone),
+            ("avatar_url", self.avatar_url != c.avatar_url),
+            ("country_code", self.country_code != c.country_code),
+            ("payload", self.payload != c.payload),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
     }
 }

@@ -84,6 +84,34 @@ WITH input AS (
       AND t.id = ANY (ARRAY(SELECT contact_id FROM seen_session))
       AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
     RETURNING t.*, i.ord
+), before AS (
+    -- The stored values (the statement's snapshot), to name the fields each update changed.
+    SELECT f.ord, t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
+    FROM found f
+    JOIN contacts t ON t.account_id = $1 AND t.id = f.contact_id
+    WHERE t.id = ANY (ARRAY(SELECT contact_id FROM found))
+), audit AS (
+    INSERT INTO audit_events (account_id, actor, action, contact_id, changed_fields)
+    SELECT $1, $12, 'contact.created', id, '{}' FROM created
+    UNION ALL
+    SELECT $1, $12, 'contact.updated', u.id, f.fields
+    FROM updated u
+    JOIN before b ON b.ord = u.ord
+    CROSS JOIN LATERAL (
+        SELECT ARRAY(
+            SELECT name FROM (VALUES
+                ('name', u.name IS DISTINCT FROM b.name),
+                ('email', u.email IS DISTINCT FROM b.email),
+                ('phone', u.phone IS DISTINCT FROM b.phone),
+                ('avatar_url', u.avatar_url IS DISTINCT FROM b.avatar_url),
+                ('country_code', u.country_code IS DISTINCT FROM b.country_code),
+                ('ip_address', u.ip_address IS DISTINCT FROM b.ip_address),
+                ('payload', u.payload IS DISTINCT FROM b.payload)
+            ) AS v(name, changed)
+            WHERE changed
+        ) AS fields
+    ) f
+    WHERE cardinality(f.fields) > 0
 )
 SELECT c.*, i.ord, true AS created
 FROM created c
@@ -112,6 +140,7 @@ fn run_round(
     conn: &mut PgConnection,
     account_id: i64,
     round: &[&SessionUpsert],
+    actor: &str,
 ) -> QueryResult<Vec<Option<(Contact, bool)>>> {
     let col = |f: fn(&SessionUpsert) -> Option<String>| -> Vec<Option<String>> {
         round.iter().map(|u| f(u)).collect()
@@ -139,6 +168,7 @@ fn run_round(
         Bind::TextArray(&countries),
         Bind::TextArray(&ips),
         Bind::JsonbArray(&payloads),
+        Bind::Text(actor),
     ];
     let rows: Vec<BatchRow> = Prepared {
         sql: BATCH_UPSERT_SQL,
@@ -159,6 +189,7 @@ pub fn upsert_batch(
     conn: &mut PgConnection,
     account_id: i64,
     items: &[SessionUpsert],
+    actor: &str,
 ) -> QueryResult<Vec<ItemResult>> {
     let mut results: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
     let mut attempts = vec![0u8; items.len()];
@@ -177,14 +208,17 @@ pub fn upsert_batch(
         let (alone, together): (Vec<usize>, Vec<usize>) =
             round.into_iter().partition(|&i| attempts[i] >= 2);
         for i in alone {
-            let r = conn.transaction(|c| upsert_session(c, account_id, &items[i]));
+            let r = conn.transaction(|c| upsert_session(c, account_id, &items[i], actor));
             results[i] = Some(r);
         }
         if together.is_empty() {
             continue;
         }
         let refs: Vec<&SessionUpsert> = together.iter().map(|&i| &items[i]).collect();
-        for (k, r) in run_round(conn, account_id, &refs)?.into_iter().enumerate() {
+        for (k, r) in run_round(conn, account_id, &refs, actor)?
+            .into_iter()
+            .enumerate()
+        {
             let i = together[k];
             attempts[i] += 1;
             if let Some(ok) = r {
@@ -192,8 +226,19 @@ pub fn upsert_batch(
             }
         }
     }
-    Ok(results
+    let mut results: Vec<ItemResult> = results
         .into_iter()
         .map(|r| r.expect("every item ran"))
-        .collect())
+        .collect();
+    // Consent statements, in input order, in the same transaction.
+    for (i, item) in items.iter().enumerate() {
+        let (Some(consent), Ok((contact, created))) = (&item.consent, &results[i]) else {
+            continue;
+        };
+        let created = *created;
+        if let Some(updated) = super::consent::apply(conn, contact, consent, actor)? {
+            results[i] = Ok((updated, created));
+        }
+    }
+    Ok(results)
 }

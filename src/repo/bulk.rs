@@ -18,15 +18,31 @@ pub fn count_ids(conn: &mut PgConnection, account_id: i64, ids: &[i64]) -> Query
         .get_result(conn)
 }
 
-/// Deletes those of `ids` that exist in the account (sessions cascade); returns how many.
-pub fn delete_ids(conn: &mut PgConnection, account_id: i64, ids: &[i64]) -> QueryResult<i64> {
-    let n = diesel::delete(
-        c::contacts
-            .filter(c::account_id.eq(account_id))
-            .filter(c::id.eq_any(ids)),
-    )
-    .execute(conn)?;
-    Ok(n as i64)
+/// Deletes those of `ids` that exist in the account (sessions cascade) and audits the count, in
+/// one transaction; returns how many.
+pub fn delete_ids(
+    conn: &mut PgConnection,
+    account_id: i64,
+    ids: &[i64],
+    actor: &str,
+) -> QueryResult<i64> {
+    conn.transaction(|conn| {
+        let n = diesel::delete(
+            c::contacts
+                .filter(c::account_id.eq(account_id))
+                .filter(c::id.eq_any(ids)),
+        )
+        .execute(conn)? as i64;
+        if n > 0 {
+            super::audit::record(
+                conn,
+                account_id,
+                &super::audit::Event::new(actor, "contacts.bulk_deleted", None)
+                    .details(serde_json::json!({"deleted": n})),
+            )?;
+        }
+        Ok(n)
+    })
 }
 
 /// Deletes one batch of contacts matching `filter`: returns how many matched the batch (0 when
@@ -35,6 +51,7 @@ pub fn delete_filtered_batch(
     conn: &mut PgConnection,
     account_id: i64,
     filter: &ContactFilter,
+    actor: &str,
 ) -> QueryResult<(usize, i64)> {
     let ids: Vec<i64> = filtered(c::contacts.select(c::id).into_boxed(), account_id, filter)
         .order(c::id)
@@ -43,5 +60,5 @@ pub fn delete_filtered_batch(
     if ids.is_empty() {
         return Ok((0, 0));
     }
-    Ok((ids.len(), delete_ids(conn, account_id, &ids)?))
+    Ok((ids.len(), delete_ids(conn, account_id, &ids, actor)?))
 }

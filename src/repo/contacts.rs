@@ -32,6 +32,8 @@ pub struct SessionUpsert {
     pub ip_address: Option<String>,
     /// Keys merged into the stored payload.
     pub payload: Option<serde_json::Value>,
+    /// A consent statement to record with this interaction.
+    pub consent: Option<super::consent::ConsentInput>,
 }
 
 #[derive(QueryableByName)]
@@ -45,7 +47,10 @@ struct UpsertRow {
 /// The session upsert as one statement. An existing session updates its contact; a new one
 /// takes an id from the sequence and inserts the session and the contact together (the foreign
 /// key is checked at the end of the statement). `nextval` runs only when the session was not
-/// found, so repeat upserts do not burn ids. The contact is addressed by a scalar subquery, so
+/// found, so repeat upserts do not burn ids. The audit row is written by the same statement:
+/// `contact.created`, or `contact.updated` naming the profile fields that changed (an upsert
+/// that only records an interaction — last seen, channel, session — is not audited, or every
+/// chat message would be). The contact is addressed by a scalar subquery, so
 /// the only plan is a primary-key lookup whatever the statistics say (a join let a stale
 /// estimate turn it into a scan of the whole account).
 pub const UPSERT_SQL: &str = r#"
@@ -83,6 +88,33 @@ WITH found AS (
         version = t.version + 1
     WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM seen_session)
     RETURNING t.*
+), before AS (
+    -- The stored values (the statement's snapshot), to name the fields the update changed.
+    SELECT t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
+    FROM contacts t
+    WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM found)
+), audit AS (
+    INSERT INTO audit_events (account_id, actor, action, contact_id, changed_fields)
+    SELECT $1, $12, 'contact.created', id, '{}' FROM created
+    UNION ALL
+    SELECT $1, $12, 'contact.updated', u.id, f.fields
+    FROM updated u
+    CROSS JOIN before b
+    CROSS JOIN LATERAL (
+        SELECT ARRAY(
+            SELECT name FROM (VALUES
+                ('name', u.name IS DISTINCT FROM b.name),
+                ('email', u.email IS DISTINCT FROM b.email),
+                ('phone', u.phone IS DISTINCT FROM b.phone),
+                ('avatar_url', u.avatar_url IS DISTINCT FROM b.avatar_url),
+                ('country_code', u.country_code IS DISTINCT FROM b.country_code),
+                ('ip_address', u.ip_address IS DISTINCT FROM b.ip_address),
+                ('payload', u.payload IS DISTINCT FROM b.payload)
+            ) AS v(name, changed)
+            WHERE changed
+        ) AS fields
+    ) f
+    WHERE cardinality(f.fields) > 0
 )
 SELECT *, true AS created FROM created
 UNION ALL
@@ -90,7 +122,7 @@ SELECT *, false AS created FROM updated
 "#;
 
 /// The binds of `UPSERT_SQL`, in `$n` order.
-fn upsert_binds(account_id: i64, u: &SessionUpsert) -> [Bind<'_>; 11] {
+fn upsert_binds<'a>(account_id: i64, u: &'a SessionUpsert, actor: &'a str) -> [Bind<'a>; 12] {
     [
         Bind::Int8(account_id),
         Bind::Text(&u.chatbot_id),
@@ -103,6 +135,7 @@ fn upsert_binds(account_id: i64, u: &SessionUpsert) -> [Bind<'_>; 11] {
         Bind::OptText(u.country_code.as_deref()),
         Bind::OptText(u.ip_address.as_deref()),
         Bind::OptJsonb(u.payload.as_ref()),
+        Bind::Text(actor),
     ]
 }
 
@@ -116,11 +149,32 @@ pub fn upsert_session(
     conn: &mut PgConnection,
     account_id: i64,
     u: &SessionUpsert,
+    actor: &str,
+) -> QueryResult<(Contact, bool)> {
+    let Some(consent) = &u.consent else {
+        return upsert_statement(conn, account_id, u, actor);
+    };
+    // With consent, the upsert and the consent change commit together.
+    conn.transaction(|conn| {
+        let (contact, created) = upsert_statement(conn, account_id, u, actor)?;
+        match super::consent::apply(conn, &contact, consent, actor)? {
+            Some(updated) => Ok((updated, created)),
+            None => Ok((contact, created)),
+        }
+    })
+}
+
+/// The upsert statement alone, retried when a race leaves it empty.
+fn upsert_statement(
+    conn: &mut PgConnection,
+    account_id: i64,
+    u: &SessionUpsert,
+    actor: &str,
 ) -> QueryResult<(Contact, bool)> {
     for _ in 0..5 {
         let row = Prepared {
             sql: UPSERT_SQL,
-            binds: &upsert_binds(account_id, u),
+            binds: &upsert_binds(account_id, u, actor),
         }
         .get_result::<UpsertRow>(conn)
         .optional()?;
@@ -149,9 +203,25 @@ SELECT $1, contact_id, $5, $6, $7, $8, $9, $10, $4, $2, $3, $11, 1 FROM s
 RETURNING *
 "#;
 
-/// Creates a contact by hand. With a session: `Ok(Err(existing_contact_id))` when the session
-/// already belongs to a contact.
-pub fn create(conn: &mut PgConnection, new: &NewContact) -> QueryResult<Result<Contact, i64>> {
+/// Creates a contact by hand and records it in the audit log; call inside a transaction. With
+/// a session: `Ok(Err(existing_contact_id))` when the session already belongs to a contact.
+pub fn create(
+    conn: &mut PgConnection,
+    new: &NewContact,
+    actor: &str,
+) -> QueryResult<Result<Contact, i64>> {
+    let created = insert(conn, new)?;
+    if let Ok(contact) = &created {
+        super::audit::record(
+            conn,
+            new.account_id,
+            &super::audit::Event::new(actor, "contact.created", Some(contact.id)),
+        )?;
+    }
+    Ok(created)
+}
+
+fn insert(conn: &mut PgConnection, new: &NewContact) -> QueryResult<Result<Contact, i64>> {
     let Some(session_id) = &new.session_id else {
         let contact = diesel::insert_into(c::contacts)
             .values(new)

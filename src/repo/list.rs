@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::models::Contact;
 use crate::schema::contacts::{self, dsl as c};
 
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: diesel::sql_types::Nullable<Text>) -> diesel::sql_types::Nullable<Text>;
+}
+
 /// Name sort key; identical to the expression of the `contacts_name_idx` index.
 pub const NAME_KEY: &str = r#"(COALESCE(lower(name), chr(1114111)) COLLATE "C")"#;
 

@@ -78,6 +78,21 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
         .chain(sources)
         .max_by_key(|c| (c.last_seen_at, c.id))
         .expect("target");
+    // The consent recorded last wins (its history moves to the target with the sessions).
+    let recorded_at = |c: &Contact| {
+        c.consent
+            .as_ref()
+            .and_then(|v| v.get("recorded_at"))
+            .and_then(|v| v.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    if let Some(newest_consent) = std::iter::once(target)
+        .chain(sources)
+        .filter(|c| c.consent.is_some())
+        .max_by_key(|c| recorded_at(c))
+    {
+        out.consent.clone_from(&newest_consent.consent);
+    }
     out.last_seen_at = latest.last_seen_at;
     if latest.id != target.id {
         out.channel.clone_from(&latest.channel);
@@ -96,6 +111,7 @@ pub fn merge(
     account_id: i64,
     target_id: i64,
     source_ids: &[i64],
+    actor: &str,
 ) -> QueryResult<Result<Contact, Refused>> {
     s::contact_sessions
         .filter(s::account_id.eq(account_id))
@@ -155,6 +171,8 @@ pub fn merge(
             )
         })
         .collect();
+    // Before the sources go: deleting them would take their consent history along.
+    super::consent::move_history(conn, account_id, source_ids, target_id)?;
     diesel::delete(
         c::contacts
             .filter(c::account_id.eq(account_id))
@@ -179,10 +197,17 @@ pub fn merge(
             c::sessions_count.eq(merged.sessions_count),
             c::created_at.eq(merged.created_at),
             c::last_seen_at.eq(merged.last_seen_at),
+            c::consent.eq(&merged.consent),
             c::updated_at.eq(diesel::dsl::now),
             c::version.eq(c::version + 1),
         ))
         .returning(Contact::as_returning())
         .get_result(conn)?;
+    super::audit::record(
+        conn,
+        account_id,
+        &super::audit::Event::new(actor, "contact.merged", Some(target_id))
+            .details(serde_json::json!({"source_ids": source_ids})),
+    )?;
     Ok(Ok(updated))
 }

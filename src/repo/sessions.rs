@@ -53,3 +53,17 @@ pub fn list_for_contact(
     }
     q.load(conn)
 }
+
+/// Every session of these contacts, newest first (for the privacy access document).
+pub fn for_contacts(
+    conn: &mut PgConnection,
+    account_id: i64,
+    contact_ids: &[i64],
+) -> QueryResult<Vec<ContactSession>> {
+    s::contact_sessions
+        .filter(s::account_id.eq(account_id))
+        .filter(s::contact_id.eq_any(contact_ids))
+        .select(ContactSession::as_select())
+        .order((s::last_seen_at.desc(), s::chatbot_id, s::session_id))
+        .load(conn)
+}

@@ -44,6 +44,8 @@ pub struct BatchItem {
     /// Payload object, merged key by key.
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    /// A consent statement.
+    pub consent: Option<crate::routes::consent::ConsentRequest>,
 }
 
 /// Body of the batch upsert.
@@ -112,6 +114,7 @@ fn parse_item(
         country_code: item.country_code,
         ip_address: item.ip_address,
         payload: item.payload,
+        consent: item.consent,
     };
     to_upsert(chatbot_id, session_id, request)
 }
@@ -155,13 +158,14 @@ pub async fn batch_upsert_contacts(
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
     let account = auth.0.account_id;
+    let actor = auth.0.sub.clone();
     let applied = if valid.is_empty() {
         Vec::new()
     } else {
         with_conn(&pool, move |conn| {
             Ok(crate::db::retry_transient(|| {
                 use diesel::Connection;
-                conn.transaction(|conn| batch::upsert_batch(conn, account, &valid))
+                conn.transaction(|conn| batch::upsert_batch(conn, account, &valid, &actor))
             })?)
         })
         .await?

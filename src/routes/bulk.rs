@@ -106,6 +106,7 @@ pub async fn bulk_delete_contacts(
     let r = body.0;
     let account = auth.0.account_id;
     let dry = r.dry_run;
+    let actor = auth.0.sub.clone();
     let n = match (r.ids, r.filter) {
         (Some(ids), None) => {
             if ids.is_empty() || ids.len() > MAX_IDS {
@@ -114,11 +115,12 @@ pub async fn bulk_delete_contacts(
                     format!("must hold 1 to {MAX_IDS} ids"),
                 ));
             }
+            let actor = actor.clone();
             with_conn(&pool, move |conn| {
                 Ok(if dry {
                     bulk::count_ids(conn, account, &ids)?
                 } else {
-                    bulk::delete_ids(conn, account, &ids)?
+                    bulk::delete_ids(conn, account, &ids, &actor)?
                 })
             })
             .await?
@@ -131,9 +133,9 @@ pub async fn bulk_delete_contacts(
                 let mut total = 0;
                 loop {
                     // One batch per pooled checkout: other requests get connections between.
-                    let f = filter.clone();
+                    let (f, actor) = (filter.clone(), actor.clone());
                     let (matched, deleted) = with_conn(&pool, move |conn| {
-                        Ok(bulk::delete_filtered_batch(conn, account, &f)?)
+                        Ok(bulk::delete_filtered_batch(conn, account, &f, &actor)?)
                     })
                     .await?;
                     if matched == 0 {

@@ -10,6 +10,7 @@ use crate::db::{with_conn, Pool};
 use crate::error::{ApiError, Problem};
 use crate::extract::Body;
 use crate::models::{Contact, ContactChanges, NewContact};
+use crate::repo::audit;
 use crate::repo::contacts::{self as repo, Deleted};
 use crate::routes::precondition::IfMatch;
 use crate::validate::{self, Check};
@@ -63,6 +64,8 @@ pub struct CreateContactRequest {
     /// JSON object, ≤ 16 KiB.
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    /// A consent statement, recorded as the first entry of the consent history.
+    pub consent: Option<crate::routes::consent::ConsentRequest>,
 }
 
 /// Create a contact by hand.
@@ -133,8 +136,25 @@ pub async fn create_contact(
             },
         },
     };
+    let consent = r.consent.as_ref().map(|c| c.to_input(&mut check));
     check.finish()?;
-    let created = with_conn(&pool, move |conn| Ok(repo::create(conn, &new)?)).await?;
+    let actor = auth.0.sub.clone();
+    let created = with_conn(&pool, move |conn| {
+        use diesel::Connection;
+        Ok(conn.transaction(|conn| {
+            let created = repo::create(conn, &new, &actor)?;
+            match (&created, &consent) {
+                (Ok(contact), Some(consent)) => Ok(
+                    match crate::repo::consent::apply(conn, contact, consent, &actor)? {
+                        Some(updated) => Ok(updated),
+                        None => created,
+                    },
+                ),
+                _ => Ok::<_, diesel::result::Error>(created),
+            }
+        })?)
+    })
+    .await?;
     match created {
         Ok(contact) => Ok(contact_response(
             actix_web::http::StatusCode::CREATED,
@@ -319,6 +339,7 @@ pub async fn update_contact(
     let (account, id) = (auth.0.account_id, id.into_inner());
     let if_match = IfMatch::from_request(&req)?;
     let patch = body.0;
+    let actor = auth.0.sub.clone();
     let contact = with_conn(&pool, move |conn| {
         use diesel::Connection;
         conn.transaction(|conn| {
@@ -329,10 +350,15 @@ pub async fn update_contact(
                 return Err(ApiError::PreconditionFailed(current.version));
             }
             let next = apply_patch(&patch, &current)?;
-            if next.same_as(&current) {
+            let changed = next.changed_fields(&current);
+            if changed.is_empty() {
                 return Ok(current);
             }
-            Ok(repo::update(conn, account, id, &next)?)
+            let updated = repo::update(conn, account, id, &next)?;
+            let mut event = audit::Event::new(&actor, "contact.updated", Some(id));
+            event.changed_fields = changed;
+            audit::record(conn, account, &event)?;
+            Ok(updated)
         })
     })
     .await?;
@@ -366,12 +392,23 @@ pub async fn delete_contact(
     let (account, id) = (auth.0.account_id, id.into_inner());
     let if_match = IfMatch::from_request(&req)?;
     let versions = if_match.versions();
+    let actor = auth.0.sub.clone();
     with_conn(&pool, move |conn| {
-        match repo::delete(conn, account, id, versions.as_deref())? {
-            Deleted::Yes => Ok(()),
-            Deleted::NotFound => Err(missing(conn, account, id)),
-            Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
-        }
+        use diesel::Connection;
+        conn.transaction(
+            |conn| match repo::delete(conn, account, id, versions.as_deref())? {
+                Deleted::Yes => {
+                    audit::record(
+                        conn,
+                        account,
+                        &audit::Event::new(&actor, "contact.deleted", Some(id)),
+                    )?;
+                    Ok(())
+                }
+                Deleted::NotFound => Err(missing(conn, account, id)),
+                Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
+            },
+        )
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -13,6 +13,7 @@ use crate::db::{with_conn, Pool};
 use crate::error::ApiError;
 use crate::extract::Query2;
 use crate::models::Contact;
+use crate::repo::audit;
 use crate::repo::list::{self, ContactFilter, Position, Sort};
 use crate::routes::filters::FilterParams;
 use crate::routes::list::parse_sort;
@@ -117,6 +118,26 @@ fn write_ndjson(rows: &[Contact]) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
+/// The names of the filters in use.
+fn filter_names(f: &ContactFilter) -> Vec<&'static str> {
+    [
+        ("q", f.q.is_some()),
+        ("channel", f.channels.is_some()),
+        ("chatbot_id", f.chatbots.is_some()),
+        ("country_code", f.country_codes.is_some()),
+        ("created_from", f.created_from.is_some()),
+        ("created_to", f.created_to.is_some()),
+        ("last_seen_from", f.last_seen_from.is_some()),
+        ("last_seen_to", f.last_seen_to.is_some()),
+        ("has_email", f.has_email.is_some()),
+        ("has_phone", f.has_phone.is_some()),
+        ("returning", f.returning.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, used)| used.then_some(name))
+    .collect()
+}
+
 struct Batches {
     pool: Pool,
     account: i64,
@@ -200,6 +221,18 @@ pub async fn export_contacts(
         after: None,
         done: false,
     };
+    // Audited before the first byte leaves: the filter names are recorded, never their
+    // values (a `q` may be a person's name).
+    let event_details = serde_json::json!({
+        "format": if format == Format::Csv { "csv" } else { "ndjson" },
+        "filters": filter_names(&batches.filter),
+    });
+    let (account, actor) = (auth.0.account_id, auth.0.sub.clone());
+    with_conn(&pool, move |conn| {
+        let event = audit::Event::new(&actor, "contacts.exported", None).details(event_details);
+        Ok(audit::record(conn, account, &event)?)
+    })
+    .await?;
     // The first batch is read before answering, so an unavailable database is a clean 503.
     let first = batches.next().await?;
     let encode = move |rows: &[Contact], first: bool| match format {

@@ -76,10 +76,11 @@ pub async fn merge_contacts(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let actor = auth.0.sub.clone();
     let outcome = with_conn(&pool, move |conn| {
         Ok(retry_transient(|| {
             use diesel::Connection;
-            conn.transaction(|conn| merge::merge(conn, account, target, &sources))
+            conn.transaction(|conn| merge::merge(conn, account, target, &sources, &actor))
         })?
         .map_err(|refused| (refused, sources)))
     })

@@ -40,6 +40,8 @@ pub struct UpsertContactRequest {
     /// JSON object (≤ 16 KiB) merged key by key into the stored payload.
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    /// A consent statement; a change is appended to the contact's consent history.
+    pub consent: Option<crate::routes::consent::ConsentRequest>,
 }
 
 /// Upsert the contact of a chat session.
@@ -80,11 +82,12 @@ pub async fn upsert_session_contact(
     auth.0.check_chatbot(&chatbot_id)?;
     let upsert = to_upsert(chatbot_id, session_id, body.0)?;
     let account = auth.0.account_id;
+    let actor = auth.0.sub.clone();
     // A deadlock with a concurrent writer of the same rows (a delete locks the contact, then
     // its sessions) is retried: the statement runs alone, so running it again is safe.
     let (contact, created) = with_conn(&pool, move |conn| {
         Ok(crate::db::retry_transient(|| {
-            contacts::upsert_session(conn, account, &upsert)
+            contacts::upsert_session(conn, account, &upsert, &actor)
         })?)
     })
     .await?;
@@ -133,6 +136,7 @@ pub fn to_upsert(
         country_code,
         ip_address: check.opt("ip_address", r.ip_address.as_deref(), validate::ip_address),
         payload,
+        consent: r.consent.as_ref().map(|c| c.to_input(&mut check)),
     };
     check.finish()?;
     Ok(upsert)

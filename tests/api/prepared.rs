@@ -36,7 +36,7 @@ fn upserts_and_keyset_pages_reuse_one_prepared_statement() {
             name: Some(format!("N{i}")),
             ..Default::default()
         };
-        upsert_session(&mut conn, 1, &u).unwrap();
+        upsert_session(&mut conn, 1, &u, "tester").unwrap();
     }
     assert_eq!(prepared_matching(&mut conn, "new_session AS"), 1);
 

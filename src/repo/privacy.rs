@@ -1,0 +1,82 @@
+//! Data-subject requests: finding a person's contacts by email or phone, and erasing them.
+
+use diesel::prelude::*;
+
+use super::{audit, list};
+use crate::models::Contact;
+use crate::schema::contacts::dsl as c;
+
+/// How the person is identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// An email, matched ignoring case.
+    Email(String),
+    /// An E.164 phone.
+    Phone(String),
+}
+
+impl Subject {
+    /// `email` or `phone`, for the audit details.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Email(_) => "email",
+            Subject::Phone(_) => "phone",
+        }
+    }
+}
+
+/// Every contact of the account matching the subject, oldest first, locked when `lock`.
+pub fn find(
+    conn: &mut PgConnection,
+    account_id: i64,
+    subject: &Subject,
+    lock: bool,
+) -> QueryResult<Vec<Contact>> {
+    let q = c::contacts
+        .filter(c::account_id.eq(account_id))
+        .select(Contact::as_select())
+        .order(c::id);
+    match (subject, lock) {
+        (Subject::Email(e), false) => q
+            .filter(c::email.is_not_null())
+            .filter(list::lower(c::email).eq(e.to_lowercase()))
+            .load(conn),
+        (Subject::Email(e), true) => q
+            .filter(c::email.is_not_null())
+            .filter(list::lower(c::email).eq(e.to_lowercase()))
+            .for_update()
+            .load(conn),
+        (Subject::Phone(p), false) => q.filter(c::phone.eq(p)).load(conn),
+        (Subject::Phone(p), true) => q.filter(c::phone.eq(p)).for_update().load(conn),
+    }
+}
+
+/// Deletes the contacts (sessions, consent history and redirects cascade), unlinks their past
+/// audit events, and records the erasure with its count only. Call inside a transaction.
+pub fn erase(
+    conn: &mut PgConnection,
+    account_id: i64,
+    subject: &Subject,
+    actor: &str,
+) -> QueryResult<usize> {
+    let ids: Vec<i64> = find(conn, account_id, subject, true)?
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    if !ids.is_empty() {
+        diesel::delete(
+            c::contacts
+                .filter(c::account_id.eq(account_id))
+                .filter(c::id.eq_any(&ids)),
+        )
+        .execute(conn)?;
+        audit::forget_contacts(conn, account_id, &ids)?;
+    }
+    audit::record(
+        conn,
+        account_id,
+        &audit::Event::new(actor, "privacy.erased", None)
+            .details(serde_json::json!({"selector": subject.kind(), "erased": ids.len()})),
+    )?;
+    Ok(ids.len())
+}

@@ -1,0 +1,94 @@
+//! Retention: per-account settings and the deletion of contacts not seen for longer.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer};
+
+use super::audit;
+use crate::schema::account_settings::dsl as s;
+
+/// Contacts deleted per transaction.
+pub const BATCH: i64 = 1000;
+
+/// The account's retention in days (`None`: keep forever).
+pub fn get(conn: &mut PgConnection, account_id: i64) -> QueryResult<Option<i32>> {
+    Ok(s::account_settings
+        .find(account_id)
+        .select(s::retention_days)
+        .first::<Option<i32>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// Sets the account's retention.
+pub fn set(conn: &mut PgConnection, account_id: i64, days: Option<i32>) -> QueryResult<()> {
+    diesel::insert_into(s::account_settings)
+        .values((s::account_id.eq(account_id), s::retention_days.eq(days)))
+        .on_conflict(s::account_id)
+        .do_update()
+        .set((
+            s::retention_days.eq(days),
+            s::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Policy {
+    #[diesel(sql_type = BigInt)]
+    account_id: i64,
+    #[diesel(sql_type = Integer)]
+    retention_days: i32,
+}
+
+/// Deletes one batch of expired contacts of `account_id`. `SKIP LOCKED` lets several server
+/// processes work at once: each takes rows nobody else holds, so none deletes a row twice and
+/// each audit row counts exactly the rows its transaction deleted.
+const EXPIRE_SQL: &str = r#"
+WITH doomed AS (
+    SELECT id FROM contacts
+    WHERE account_id = $1 AND last_seen_at < now() - make_interval(days => $2)
+    ORDER BY last_seen_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM contacts c USING doomed d
+WHERE c.account_id = $1 AND c.id = d.id
+"#;
+
+/// One retention pass over every account with a policy; returns the contacts deleted.
+pub fn run_once(conn: &mut PgConnection) -> QueryResult<i64> {
+    let policies: Vec<Policy> = diesel::sql_query(
+        "SELECT account_id, retention_days FROM account_settings WHERE retention_days IS NOT NULL",
+    )
+    .load(conn)?;
+    let mut total = 0;
+    for p in policies {
+        loop {
+            let n = conn.transaction(|conn| {
+                let n = diesel::sql_query(EXPIRE_SQL)
+                    .bind::<BigInt, _>(p.account_id)
+                    .bind::<Integer, _>(p.retention_days)
+                    .bind::<BigInt, _>(BATCH)
+                    .execute(conn)?;
+                if n > 0 {
+                    audit::record(
+                        conn,
+                        p.account_id,
+                        &audit::Event::new("system:retention", "contacts.retention_deleted", None)
+                            .details(serde_json::json!({
+                                "deleted": n,
+                                "retention_days": p.retention_days,
+                            })),
+                    )?;
+                }
+                Ok::<_, diesel::result::Error>(n as i64)
+            })?;
+            total += n;
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(total)
+}
