@@ -13,3 +13,4 @@ pub mod merge;
 pub mod privacy;
 pub mod retention;
 pub mod sessions;
+pub mod stats;

@@ -11,10 +11,12 @@ pub mod fallback;
 pub mod filters;
 pub mod list;
 pub mod merge;
+pub mod paging;
 pub mod precondition;
 pub mod privacy;
 pub mod sessions;
 pub mod settings;
+pub mod stats;
 pub mod system;
 
 use actix_web::body::MessageBody;
@@ -41,6 +43,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(list::list_contacts)
                 .service(export::export_contacts)
                 .service(duplicates::list_duplicate_contacts)
+                .service(stats::get_contact_stats)
                 .service(batch::batch_upsert_contacts)
                 .service(bulk::bulk_delete_contacts)
                 .service(contacts::create_contact)

@@ -115,7 +115,8 @@ pub fn for_contacts(
 }
 
 /// Unlinks past events from erased contacts: they stay as anonymous facts ("someone's contact
-/// was updated by alice"), and nothing in the log points at the erased person any more.
+/// was updated by alice"), and nothing in the log points at the erased person any more (a
+/// merge event also loses its `source_ids`, the person's other, merged-away contact ids).
 pub fn forget_contacts(
     conn: &mut PgConnection,
     account_id: i64,
@@ -126,6 +127,9 @@ pub fn forget_contacts(
             .filter(a::account_id.eq(account_id))
             .filter(a::contact_id.eq_any(ids)),
     )
-    .set(a::contact_id.eq(None::<i64>))
+    .set((
+        a::contact_id.eq(None::<i64>),
+        a::details.eq(a::details.remove("source_ids")),
+    ))
     .execute(conn)
 }

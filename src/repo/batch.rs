@@ -24,7 +24,11 @@ use crate::models::Contact;
 /// The existing sessions are locked first, in key order: concurrent batches naming the same
 /// sessions in different orders then queue behind each other instead of deadlocking (an
 /// `UPDATE ... FROM` locks rows in whatever order its join produces them). A contact is only
-/// updated through a session this statement holds, so the contacts need no ordering of their own.
+/// updated through a session this statement holds. The contacts to update are then locked in id
+/// order (`locked`), and the changed fields of the audit are named against those locked values:
+/// they hold a change another transaction committed while this statement waited, as the update
+/// sees it (the statement's snapshot would not, and the audit would then name that other change
+/// too).
 pub const BATCH_UPSERT_SQL: &str = r#"
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -67,6 +71,12 @@ WITH input AS (
     FROM new_session n
     JOIN input i ON i.chatbot_id = n.chatbot_id AND i.session_id = n.session_id
     RETURNING *
+), locked AS MATERIALIZED (
+    SELECT t.id, t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
+    FROM contacts t
+    WHERE t.account_id = $1 AND t.id = ANY (ARRAY(SELECT contact_id FROM seen_session))
+    ORDER BY t.id
+    FOR UPDATE
 ), updated AS (
     UPDATE contacts t
     SET name = COALESCE(i.name, t.name), email = COALESCE(i.email, t.email),
@@ -81,15 +91,13 @@ WITH input AS (
     FROM seen_session s
     JOIN input i ON i.ord = s.ord
     WHERE t.account_id = $1 AND t.id = s.contact_id
-      AND t.id = ANY (ARRAY(SELECT contact_id FROM seen_session))
+      AND t.id = ANY (ARRAY(SELECT id FROM locked))
       AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
     RETURNING t.*, i.ord
 ), before AS (
-    -- The stored values (the statement's snapshot), to name the fields each update changed.
-    SELECT f.ord, t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
+    SELECT f.ord, l.name, l.email, l.phone, l.avatar_url, l.country_code, l.ip_address, l.payload
     FROM found f
-    JOIN contacts t ON t.account_id = $1 AND t.id = f.contact_id
-    WHERE t.id = ANY (ARRAY(SELECT contact_id FROM found))
+    JOIN locked l ON l.id = f.contact_id
 ), audit AS (
     INSERT INTO audit_events (account_id, actor, action, contact_id, changed_fields)
     SELECT $1, $12, 'contact.created', id, '{}' FROM created

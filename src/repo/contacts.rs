@@ -50,9 +50,12 @@ struct UpsertRow {
 /// found, so repeat upserts do not burn ids. The audit row is written by the same statement:
 /// `contact.created`, or `contact.updated` naming the profile fields that changed (an upsert
 /// that only records an interaction — last seen, channel, session — is not audited, or every
-/// chat message would be). The contact is addressed by a scalar subquery, so
-/// the only plan is a primary-key lookup whatever the statistics say (a join let a stale
-/// estimate turn it into a scan of the whole account).
+/// chat message would be). The changed fields are named against the contact as `locked` read
+/// it: locked before the update, that row holds a change another transaction committed while
+/// this statement waited, as the update sees it (the statement's snapshot would not, and the
+/// audit would then name that other change too). The contact is addressed by a scalar
+/// subquery, so the only plan is a primary-key lookup whatever the statistics say (a join let a
+/// stale estimate turn it into a scan of the whole account).
 pub const UPSERT_SQL: &str = r#"
 WITH found AS (
     SELECT contact_id FROM contact_sessions
@@ -76,6 +79,11 @@ WITH found AS (
     SELECT $1, contact_id, $5, $6, $7, $8, $9, $10, $4, $2, $3, COALESCE($11, '{}'::jsonb), 1
     FROM new_session
     RETURNING *
+), locked AS MATERIALIZED (
+    SELECT t.id, t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
+    FROM contacts t
+    WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM seen_session)
+    FOR UPDATE
 ), updated AS (
     UPDATE contacts t
     SET name = COALESCE($5, t.name), email = COALESCE($6, t.email),
@@ -86,20 +94,15 @@ WITH found AS (
         last_seen_at = GREATEST(t.last_seen_at, now()),
         updated_at = GREATEST(t.updated_at, now()),
         version = t.version + 1
-    WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM seen_session)
+    WHERE t.account_id = $1 AND t.id = (SELECT id FROM locked)
     RETURNING t.*
-), before AS (
-    -- The stored values (the statement's snapshot), to name the fields the update changed.
-    SELECT t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
-    FROM contacts t
-    WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM found)
 ), audit AS (
     INSERT INTO audit_events (account_id, actor, action, contact_id, changed_fields)
     SELECT $1, $12, 'contact.created', id, '{}' FROM created
     UNION ALL
     SELECT $1, $12, 'contact.updated', u.id, f.fields
     FROM updated u
-    CROSS JOIN before b
+    CROSS JOIN locked b
     CROSS JOIN LATERAL (
         SELECT ARRAY(
             SELECT name FROM (VALUES

@@ -175,3 +175,113 @@ impl AppearsOnTable<contacts::table> for Keyset {}
 impl ValidGrouping<()> for Keyset {
     type IsAggregate = is_aggregate::Never;
 }
+
+/// The contact filter as one WHERE condition: the account, then every condition the filter
+/// sets. The list, its count, the export, bulk delete and the stats all select through it, so
+/// "matching contacts" means the same everywhere.
+#[derive(Debug, Clone)]
+pub struct Matches {
+    account_id: i64,
+    filter: super::list::ContactFilter,
+    /// `q` as a LIKE pattern, and the id it may name.
+    search: Option<(String, Option<i64>)>,
+}
+
+impl Matches {
+    /// The condition for `account_id` and `filter`.
+    pub fn new(account_id: i64, filter: &super::list::ContactFilter) -> Self {
+        let search = filter.q.as_ref().map(|text| {
+            // Only plain digits name an id: `+4477` is a phone search, not contact 4477.
+            let id = text
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<i64>().ok())
+                .flatten();
+            (super::list::like_pattern(text), id)
+        });
+        Self {
+            account_id,
+            filter: filter.clone(),
+            search,
+        }
+    }
+}
+
+impl QueryFragment<Pg> for Matches {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let f = &self.filter;
+        out.push_sql("(account_id = ");
+        out.push_bind_param::<BigInt, _>(&self.account_id)?;
+        for (column, values) in [
+            ("channel", &f.channels),
+            ("chatbot_id", &f.chatbots),
+            ("country_code", &f.country_codes),
+        ] {
+            if let Some(v) = values {
+                out.push_sql(" AND ");
+                out.push_sql(column);
+                out.push_sql(" = ANY(");
+                out.push_bind_param::<Array<Text>, _>(v)?;
+                out.push_sql(")");
+            }
+        }
+        for (sql, value) in [
+            (" AND created_at >= ", &f.created_from),
+            (" AND created_at < ", &f.created_to),
+            (" AND last_seen_at >= ", &f.last_seen_from),
+            (" AND last_seen_at < ", &f.last_seen_to),
+        ] {
+            if let Some(t) = value {
+                out.push_sql(sql);
+                out.push_bind_param::<Timestamptz, _>(t)?;
+            }
+        }
+        for (flag, yes, no) in [
+            (f.has_email, " AND email IS NOT NULL", " AND email IS NULL"),
+            (f.has_phone, " AND phone IS NOT NULL", " AND phone IS NULL"),
+            (
+                f.returning,
+                " AND sessions_count > 1",
+                " AND sessions_count <= 1",
+            ),
+        ] {
+            match flag {
+                Some(true) => out.push_sql(yes),
+                Some(false) => out.push_sql(no),
+                None => {}
+            }
+        }
+        if let Some((pattern, id)) = &self.search {
+            // Uncacheable on purpose: the best plan depends on the term (a walk of the id index
+            // for common terms, the trigram index for rare ones), so it is planned per request.
+            out.unsafe_to_cache_prepared();
+            out.push_sql(" AND (");
+            out.push_sql(super::list::SEARCH_TEXT);
+            out.push_sql(" ILIKE ");
+            out.push_bind_param::<Text, _>(pattern)?;
+            out.push_sql(" ESCAPE '\\'");
+            if let Some(id) = id {
+                out.push_sql(" OR id = ");
+                out.push_bind_param::<BigInt, _>(id)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for Matches {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Expression for Matches {
+    type SqlType = Bool;
+}
+
+impl AppearsOnTable<contacts::table> for Matches {}
+
+impl ValidGrouping<()> for Matches {
+    type IsAggregate = is_aggregate::Never;
+}

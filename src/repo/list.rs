@@ -2,12 +2,12 @@
 //! Every query starts from `account_id = $1`; every sort has an index that ends with `id`.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::{count_star, sql};
+use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::Text;
 
-use super::fragments::{Keyset, NameKey};
+use super::fragments::{Keyset, Matches, NameKey};
 use serde::{Deserialize, Serialize};
 
 use crate::models::Contact;
@@ -153,7 +153,7 @@ pub struct Position {
 }
 
 /// Escapes LIKE wildcards so `q` is matched literally.
-fn like_pattern(q: &str) -> String {
+pub fn like_pattern(q: &str) -> String {
     let mut p = String::with_capacity(q.len() + 2);
     p.push('%');
     for ch in q.chars() {
@@ -168,66 +168,11 @@ fn like_pattern(q: &str) -> String {
 
 /// Applies the account and `f` to a boxed query of any selection.
 pub fn filtered<'a, ST: 'a>(
-    mut q: contacts::BoxedQuery<'a, Pg, ST>,
+    q: contacts::BoxedQuery<'a, Pg, ST>,
     account_id: i64,
     f: &ContactFilter,
 ) -> contacts::BoxedQuery<'a, Pg, ST> {
-    q = q.filter(c::account_id.eq(account_id));
-    if let Some(v) = &f.channels {
-        q = q.filter(c::channel.eq_any(v.clone()));
-    }
-    if let Some(v) = &f.chatbots {
-        q = q.filter(c::chatbot_id.eq_any(v.clone()));
-    }
-    if let Some(v) = &f.country_codes {
-        q = q.filter(c::country_code.eq_any(v.clone()));
-    }
-    if let Some(t) = f.created_from {
-        q = q.filter(c::created_at.ge(t));
-    }
-    if let Some(t) = f.created_to {
-        q = q.filter(c::created_at.lt(t));
-    }
-    if let Some(t) = f.last_seen_from {
-        q = q.filter(c::last_seen_at.ge(t));
-    }
-    if let Some(t) = f.last_seen_to {
-        q = q.filter(c::last_seen_at.lt(t));
-    }
-    match f.has_email {
-        Some(true) => q = q.filter(c::email.is_not_null()),
-        Some(false) => q = q.filter(c::email.is_null()),
-        None => {}
-    }
-    match f.has_phone {
-        Some(true) => q = q.filter(c::phone.is_not_null()),
-        Some(false) => q = q.filter(c::phone.is_null()),
-        None => {}
-    }
-    match f.returning {
-        Some(true) => q = q.filter(c::sessions_count.gt(1)),
-        Some(false) => q = q.filter(c::sessions_count.le(1)),
-        None => {}
-    }
-    if let Some(text) = &f.q {
-        // Left as an uncacheable literal on purpose: the best plan depends on the term (a walk
-        // of the id index for common terms, the trigram index for rare ones), so it is planned
-        // for each request rather than once generically.
-        let matches_text = sql::<Bool>(&format!("{SEARCH_TEXT} ILIKE "))
-            .bind::<Text, _>(like_pattern(text))
-            .sql(" ESCAPE '\\'");
-        // Only plain digits name an id: `+4477` is a phone search, not contact 4477.
-        let id = text
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| text.parse::<i64>().ok())
-            .flatten();
-        q = match id {
-            Some(id) => q.filter(matches_text.or(c::id.eq(id))),
-            None => q.filter(matches_text),
-        };
-    }
-    q
+    q.filter(Matches::new(account_id, f))
 }
 
 /// Orders a boxed query and starts it after `after`.

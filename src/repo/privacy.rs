@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::{audit, list};
 use crate::models::Contact;
+use crate::schema::contact_merges::dsl as m;
 use crate::schema::contacts::dsl as c;
 
 /// How the person is identified.
@@ -37,13 +38,16 @@ pub fn find(
         .select(Contact::as_select())
         .order(c::id);
     match (subject, lock) {
+        // Both sides through the database's `lower()` (as the email index and duplicate
+        // detection do): Rust's `to_lowercase` differs from it outside ASCII (final sigma,
+        // dotted I), and then a contact would not even be found by its own stored email.
         (Subject::Email(e), false) => q
             .filter(c::email.is_not_null())
-            .filter(list::lower(c::email).eq(e.to_lowercase()))
+            .filter(list::lower(c::email).eq(list::lower(e.as_str())))
             .load(conn),
         (Subject::Email(e), true) => q
             .filter(c::email.is_not_null())
-            .filter(list::lower(c::email).eq(e.to_lowercase()))
+            .filter(list::lower(c::email).eq(list::lower(e.as_str())))
             .for_update()
             .load(conn),
         (Subject::Phone(p), false) => q.filter(c::phone.eq(p)).load(conn),
@@ -52,7 +56,8 @@ pub fn find(
 }
 
 /// Deletes the contacts (sessions, consent history and redirects cascade), unlinks their past
-/// audit events, and records the erasure with its count only. Call inside a transaction.
+/// audit events and those of the contacts merged into them, and records the erasure with its
+/// count only. Call inside a transaction.
 pub fn erase(
     conn: &mut PgConnection,
     account_id: i64,
@@ -64,13 +69,22 @@ pub fn erase(
         .map(|c| c.id)
         .collect();
     if !ids.is_empty() {
+        // The contacts merged into them earlier held the person's data too: their redirects go
+        // with the targets (cascade), so their past events must be unlinked as well. Read
+        // before the delete takes the redirects along.
+        let mut forgotten: Vec<i64> = m::contact_merges
+            .filter(m::account_id.eq(account_id))
+            .filter(m::target_id.eq_any(&ids))
+            .select(m::source_id)
+            .load(conn)?;
+        forgotten.extend(&ids);
         diesel::delete(
             c::contacts
                 .filter(c::account_id.eq(account_id))
                 .filter(c::id.eq_any(&ids)),
         )
         .execute(conn)?;
-        audit::forget_contacts(conn, account_id, &ids)?;
+        audit::forget_contacts(conn, account_id, &forgotten)?;
     }
     audit::record(
         conn,

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::extract::Query;
 use crate::models::AuditEvent;
 use crate::repo::audit::{self, AuditFilter};
+use crate::routes::paging;
 
 /// Query of the audit log.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -64,13 +65,7 @@ pub async fn list_audit_events(
     params: Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
     let p = params.0;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidParameter {
-            field: "limit".into(),
-            message: "must be from 1 to 200".into(),
-        });
-    }
+    let limit = paging::limit(p.limit)?;
     let filter = AuditFilter {
         contact_id: p.contact_id,
         action: p.action,
@@ -96,17 +91,12 @@ pub async fn list_audit_events(
         Ok(audit::page(conn, account, &filter, before, limit + 1)?)
     })
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|e| {
-            crate::cursor::encode(&AuditCursor {
-                id: e.id,
-                f: key.clone(),
-            })
+    let next_cursor = paging::cut(&mut rows, limit, |e| {
+        crate::cursor::encode(&AuditCursor {
+            id: e.id,
+            f: key.clone(),
         })
-    } else {
-        None
-    };
+    });
     Ok(HttpResponse::Ok().json(AuditPage {
         data: rows,
         next_cursor,

@@ -9,6 +9,7 @@ use crate::db::{with_conn, Pool};
 use crate::error::ApiError;
 use crate::extract::Query;
 use crate::repo::duplicates::{groups, MatchKind};
+use crate::routes::paging;
 
 /// Query of the duplicates listing.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,13 +75,7 @@ pub async fn list_duplicate_contacts(
     params: Query<DuplicateParams>,
 ) -> Result<HttpResponse, ApiError> {
     let p = params.0;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidParameter {
-            field: "limit".into(),
-            message: "must be from 1 to 200".into(),
-        });
-    }
+    let limit = paging::limit(p.limit)?;
     let only = match p.match_.as_deref() {
         None => None,
         Some("email") => Some(MatchKind::Email),
@@ -127,18 +122,13 @@ pub async fn list_duplicate_contacts(
         Ok(out)
     })
     .await?;
-    let next_cursor = if out.len() as i64 > limit {
-        out.truncate(limit as usize);
-        out.last().map(|g| {
-            crate::cursor::encode(&DupCursor {
-                k: g.match_,
-                v: g.value.clone(),
-                m: only,
-            })
+    let next_cursor = paging::cut(&mut out, limit, |g| {
+        crate::cursor::encode(&DupCursor {
+            k: g.match_,
+            v: g.value.clone(),
+            m: only,
         })
-    } else {
-        None
-    };
+    });
     Ok(HttpResponse::Ok().json(DuplicatePage {
         data: out,
         next_cursor,

@@ -63,7 +63,8 @@ fn list(
     Ok(Some(items))
 }
 
-fn time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+/// Parses an RFC 3339 timestamp or a `YYYY-MM-DD` date (midnight UTC); the error names `field`.
+pub fn time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(v) = value else { return Ok(None) };
     // An unencoded `+` of an offset arrives as a space.
     let v = v.trim().replace(' ', "+");

@@ -11,6 +11,7 @@ use crate::extract::Query2;
 use crate::models::Contact;
 use crate::repo::list::{self, Position, Sort};
 use crate::routes::filters::{fingerprint, FilterParams};
+use crate::routes::paging;
 
 /// Paging of `GET /contacts`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -84,13 +85,7 @@ pub async fn list_contacts(
     params: Query2<PageParams, FilterParams>,
 ) -> Result<HttpResponse, ApiError> {
     let Query2(p, f) = params;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidParameter {
-            field: "limit".into(),
-            message: "must be from 1 to 200".into(),
-        });
-    }
+    let limit = paging::limit(p.limit)?;
     let (sort_name, sort) = parse_sort(&p.sort)?;
     let filter = f.to_filter()?;
     let fp = fingerprint(&filter);
@@ -116,18 +111,13 @@ pub async fn list_contacts(
         Ok((rows, total))
     })
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|c| {
-            crate::cursor::encode(&ListCursor {
-                s: sort_name.clone(),
-                f: fp.clone(),
-                p: sort.position(c),
-            })
+    let next_cursor = paging::cut(&mut rows, limit, |c| {
+        crate::cursor::encode(&ListCursor {
+            s: sort_name.clone(),
+            f: fp.clone(),
+            p: sort.position(c),
         })
-    } else {
-        None
-    };
+    });
     Ok(HttpResponse::Ok().json(ContactPage {
         data: rows,
         next_cursor,

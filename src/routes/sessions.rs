@@ -13,6 +13,7 @@ use crate::extract::{Body, Query};
 use crate::models::{Contact, ContactSession};
 use crate::repo::{contacts, sessions};
 use crate::routes::contacts::contact_response;
+use crate::routes::paging;
 use crate::validate::{self, Check};
 
 /// Body of the session upsert: what the chatbot learned in this interaction.
@@ -192,13 +193,7 @@ pub async fn list_contact_sessions(
     params: Query<SessionListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, id, p) = (auth.0.account_id, id.into_inner(), params.0);
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidParameter {
-            field: "limit".into(),
-            message: "must be from 1 to 200".into(),
-        });
-    }
+    let limit = paging::limit(p.limit)?;
     let after = match &p.cursor {
         None => None,
         Some(c) => {
@@ -222,19 +217,14 @@ pub async fn list_contact_sessions(
         )?)
     })
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|s| {
-            crate::cursor::encode(&SessionCursor {
-                c: id,
-                t: s.last_seen_at,
-                b: s.chatbot_id.clone(),
-                s: s.session_id.clone(),
-            })
+    let next_cursor = paging::cut(&mut rows, limit, |s| {
+        crate::cursor::encode(&SessionCursor {
+            c: id,
+            t: s.last_seen_at,
+            b: s.chatbot_id.clone(),
+            s: s.session_id.clone(),
         })
-    } else {
-        None
-    };
+    });
     Ok(HttpResponse::Ok().json(SessionPage {
         data: rows,
         next_cursor,

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit_log;
 mod auth;
 mod batch;
 mod binary;
@@ -16,7 +17,9 @@ mod faults;
 mod list;
 mod merge;
 mod prepared;
+mod privacy;
 mod sessions;
+mod stats;
 mod tenancy;
 mod upsert;
 mod validation;
