@@ -221,8 +221,11 @@ pub async fn export_contacts(
         after: None,
         done: false,
     };
-    // Audited before the first byte leaves: the filter names are recorded, never their
-    // values (a `q` may be a person's name).
+    // The first batch is read before answering, so an unavailable database is a clean 503 and
+    // an export that never started leaves no audit row.
+    let first = batches.next().await?;
+    // Audited before the first byte leaves: the filter names are recorded, never their values
+    // (a `q` may be a person's name).
     let event_details = serde_json::json!({
         "format": if format == Format::Csv { "csv" } else { "ndjson" },
         "filters": filter_names(&batches.filter),
@@ -233,8 +236,6 @@ pub async fn export_contacts(
         Ok(audit::record(conn, account, &event)?)
     })
     .await?;
-    // The first batch is read before answering, so an unavailable database is a clean 503.
-    let first = batches.next().await?;
     let encode = move |rows: &[Contact], first: bool| match format {
         Format::Csv => write_csv(rows, first),
         Format::Ndjson => write_ndjson(rows),
