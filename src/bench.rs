@@ -236,10 +236,12 @@ pub fn upsert_body(extra: &str) -> String {
     )
 }
 
-fn placeholders(sql: &str, n: usize) -> String {
+/// `$n` becomes `(:pn)::type`: diesel sends typed binds, pgbench untyped ones (one per
+/// occurrence, typed by context), so the casts give pgbench the types the service sends.
+fn placeholders(sql: &str, types: &[&str]) -> String {
     let mut sql = sql.to_string();
-    for i in (1..=n).rev() {
-        sql = sql.replace(&format!("${i}"), &format!(":p{i}"));
+    for i in (1..=types.len()).rev() {
+        sql = sql.replace(&format!("${i}"), &format!("(:p{i})::{}", types[i - 1]));
     }
     sql.replace('\n', " ").trim().to_string() + ";"
 }
@@ -247,7 +249,10 @@ fn placeholders(sql: &str, n: usize) -> String {
 /// pgbench scripts for the upsert operations. `:sid` is drawn per transaction: from 2e9 ids
 /// for new sessions, from 10,000 for repeat sessions (the API side draws the same way).
 pub fn upsert_ops() -> Vec<Op> {
-    let single = placeholders(crate::repo::contacts::UPSERT_SQL, 12).replace(":p3", ":sid");
+    let mut types = ["text"; 12];
+    types[0] = "bigint";
+    types[10] = "jsonb";
+    let single = placeholders(crate::repo::contacts::UPSERT_SQL, &types).replace(":p3", ":sid");
     let mut defs = vec![
         format!("p1={UPSERT_ACCOUNT}"),
         "p2=bench".into(),
@@ -271,7 +276,11 @@ pub fn upsert_ops() -> Vec<Op> {
             defs,
         },
     ];
-    let batch = placeholders(crate::repo::batch::BATCH_UPSERT_SQL, 12);
+    let mut types = ["text[]"; 12];
+    types[0] = "bigint";
+    types[10] = "jsonb[]";
+    types[11] = "text";
+    let batch = placeholders(crate::repo::batch::BATCH_UPSERT_SQL, &types);
     for n in [100usize, 500] {
         let array = |v: &str| {
             let quoted = format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));

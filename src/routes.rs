@@ -12,6 +12,7 @@ pub mod filters;
 pub mod list;
 pub mod merge;
 pub mod paging;
+pub mod patch;
 pub mod precondition;
 pub mod privacy;
 pub mod sessions;
@@ -48,7 +49,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(bulk::bulk_delete_contacts)
                 .service(contacts::create_contact)
                 .service(contacts::get_contact)
-                .service(contacts::update_contact)
+                .service(patch::update_contact)
                 .service(contacts::delete_contact)
                 .service(sessions::list_contact_sessions)
                 .service(privacy::create_privacy_access)
