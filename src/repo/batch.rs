@@ -29,7 +29,8 @@ use crate::models::Contact;
 /// they hold a change another transaction committed while this statement waited, as the update
 /// sees it (the statement's snapshot would not, and the audit would then name that other change
 /// too).
-pub const BATCH_UPSERT_SQL: &str = r#"
+pub const BATCH_UPSERT_SQL: &str = concat!(
+    r#"
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::jsonb[])
@@ -105,28 +106,17 @@ WITH input AS (
     SELECT $1, $12, 'contact.updated', u.id, f.fields
     FROM updated u
     JOIN before b ON b.ord = u.ord
-    CROSS JOIN LATERAL (
-        SELECT ARRAY(
-            SELECT name FROM (VALUES
-                ('name', u.name IS DISTINCT FROM b.name),
-                ('email', u.email IS DISTINCT FROM b.email),
-                ('phone', u.phone IS DISTINCT FROM b.phone),
-                ('avatar_url', u.avatar_url IS DISTINCT FROM b.avatar_url),
-                ('country_code', u.country_code IS DISTINCT FROM b.country_code),
-                ('ip_address', u.ip_address IS DISTINCT FROM b.ip_address),
-                ('payload', u.payload IS DISTINCT FROM b.payload)
-            ) AS v(name, changed)
-            WHERE changed
-        ) AS fields
-    ) f
-    WHERE cardinality(f.fields) > 0
+"#,
+    super::contacts::changed_fields_sql!(),
+    r#"    WHERE cardinality(f.fields) > 0
 )
 SELECT c.*, i.ord, true AS created
 FROM created c
 JOIN input i ON i.chatbot_id = c.chatbot_id AND i.session_id = c.session_id
 UNION ALL
 SELECT u.*, false AS created FROM updated u
-"#;
+"#
+);
 
 #[derive(QueryableByName)]
 struct BatchRow {

@@ -44,6 +44,29 @@ struct UpsertRow {
     created: bool,
 }
 
+/// The lateral subquery naming the profile fields an upsert changed, comparing the updated row
+/// `u` with the locked row before the update `b`; shared by the single and the batch statement.
+macro_rules! changed_fields_sql {
+    () => {
+        r#"    CROSS JOIN LATERAL (
+        SELECT ARRAY(
+            SELECT name FROM (VALUES
+                ('name', u.name IS DISTINCT FROM b.name),
+                ('email', u.email IS DISTINCT FROM b.email),
+                ('phone', u.phone IS DISTINCT FROM b.phone),
+                ('avatar_url', u.avatar_url IS DISTINCT FROM b.avatar_url),
+                ('country_code', u.country_code IS DISTINCT FROM b.country_code),
+                ('ip_address', u.ip_address IS DISTINCT FROM b.ip_address),
+                ('payload', u.payload IS DISTINCT FROM b.payload)
+            ) AS v(name, changed)
+            WHERE changed
+        ) AS fields
+    ) f
+"#
+    };
+}
+pub(crate) use changed_fields_sql;
+
 /// The session upsert as one statement. An existing session updates its contact; a new one
 /// takes an id from the sequence and inserts the session and the contact together (the foreign
 /// key is checked at the end of the statement). `nextval` runs only when the session was not
@@ -56,7 +79,8 @@ struct UpsertRow {
 /// audit would then name that other change too). The contact is addressed by a scalar
 /// subquery, so the only plan is a primary-key lookup whatever the statistics say (a join let a
 /// stale estimate turn it into a scan of the whole account).
-pub const UPSERT_SQL: &str = r#"
+pub const UPSERT_SQL: &str = concat!(
+    r#"
 WITH found AS (
     SELECT contact_id FROM contact_sessions
     WHERE account_id = $1 AND chatbot_id = $2 AND session_id = $3
@@ -103,26 +127,15 @@ WITH found AS (
     SELECT $1, $12, 'contact.updated', u.id, f.fields
     FROM updated u
     CROSS JOIN locked b
-    CROSS JOIN LATERAL (
-        SELECT ARRAY(
-            SELECT name FROM (VALUES
-                ('name', u.name IS DISTINCT FROM b.name),
-                ('email', u.email IS DISTINCT FROM b.email),
-                ('phone', u.phone IS DISTINCT FROM b.phone),
-                ('avatar_url', u.avatar_url IS DISTINCT FROM b.avatar_url),
-                ('country_code', u.country_code IS DISTINCT FROM b.country_code),
-                ('ip_address', u.ip_address IS DISTINCT FROM b.ip_address),
-                ('payload', u.payload IS DISTINCT FROM b.payload)
-            ) AS v(name, changed)
-            WHERE changed
-        ) AS fields
-    ) f
-    WHERE cardinality(f.fields) > 0
+"#,
+    changed_fields_sql!(),
+    r#"    WHERE cardinality(f.fields) > 0
 )
 SELECT *, true AS created FROM created
 UNION ALL
 SELECT *, false AS created FROM updated
-"#;
+"#
+);
 
 /// The binds of `UPSERT_SQL`, in `$n` order.
 fn upsert_binds<'a>(account_id: i64, u: &'a SessionUpsert, actor: &'a str) -> [Bind<'a>; 12] {
