@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
 use crate::error::ApiError;
+use crate::limits::{Budget, Limiter};
 
 /// Leeway for `exp` and `nbf`, in seconds (API.md allows up to 60).
 const LEEWAY_SECS: u64 = 30;
@@ -193,6 +194,8 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
 pub trait Requirement {
     /// Accepted scopes.
     const ANY_OF: &'static [&'static str];
+    /// The rate-limit budget the request spends.
+    const BUDGET: Budget = Budget::Requests;
 }
 
 macro_rules! requirement {
@@ -204,11 +207,17 @@ macro_rules! requirement {
         }
     };
 }
+
+/// Scope requirement marker of session upserts, which spend their own budget.
+pub struct Upsert;
+impl Requirement for Upsert {
+    const ANY_OF: &'static [&'static str] = &["contacts:upsert", "contacts:write"];
+    const BUDGET: Budget = Budget::Upserts;
+}
 requirement!(Read, "contacts:read");
 requirement!(Write, "contacts:write");
 requirement!(Delete, "contacts:delete");
 requirement!(Export, "contacts:export");
-requirement!(Upsert, "contacts:upsert", "contacts:write");
 requirement!(PrivacyManage, "privacy:manage");
 requirement!(AuditRead, "audit:read");
 
@@ -233,6 +242,13 @@ fn authorize<R: Requirement>(req: &HttpRequest) -> Result<Auth<R>, ApiError> {
     req.extensions_mut().insert(principal.clone());
     if !R::ANY_OF.iter().any(|s| principal.has(s)) {
         return Err(ApiError::InsufficientScope(R::ANY_OF.join(" or ")));
+    }
+    // Only requests that passed authentication spend (and can exhaust) an account's budget.
+    if let Some(limiter) = req.app_data::<web::Data<Limiter>>() {
+        if let Some((info, verdict)) = limiter.check(principal.account_id, R::BUDGET) {
+            req.extensions_mut().insert(info);
+            verdict?;
+        }
     }
     Ok(Auth(principal, PhantomData))
 }

@@ -24,7 +24,12 @@ pub struct Op {
 
 /// Splits the top-level items of diesel's `-- binds: [...]` debug list.
 fn split_binds(list: &str) -> Vec<String> {
-    let inner = list.trim().trim_start_matches('[').trim_end_matches(']');
+    // Exactly one pair of brackets: the last bind may itself be an array (`[.., ["a"]]`).
+    let list = list.trim();
+    let inner = list
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(list);
     let (mut items, mut cur, mut depth, mut in_str, mut esc) =
         (Vec::new(), String::new(), 0, false, false);
     for ch in inner.chars() {
@@ -88,7 +93,11 @@ fn page_op(
     sort: Sort,
     after: Option<&list::Position>,
 ) -> (String, Vec<String>) {
-    let debug = list::page_sql(account, filter, sort, after, 51);
+    sql_op(&list::page_sql(account, filter, sort, after, 51))
+}
+
+/// A `debug_query` string as a pgbench script and its `-D` defs.
+fn sql_op(debug: &str) -> (String, Vec<String>) {
     let (sql, binds) = debug
         .split_once(" -- binds: ")
         .expect("debug_query prints binds");
@@ -210,7 +219,96 @@ pub fn list_ops(conn: &mut PgConnection, account: i64, depth: i64) -> diesel::Qu
         };
         add(name, "-id", f, &format!("q={}", urlencode(q)), false, conn)?;
     }
+    ops.extend(stats_ops(conn, account)?);
     Ok(ops)
+}
+
+/// `GET /contacts/stats`: from the rollups (whole account, one chatbot, one week of creation
+/// days, about 1% of a seeded account) and counted from the contacts (a filter the rollups
+/// cannot answer).
+fn stats_ops(conn: &mut PgConnection, account: i64) -> diesel::QueryResult<Vec<Op>> {
+    use crate::repo::stats::{self, Interval};
+    use diesel::RunQueryDsl;
+    let today = chrono::Utc::now().date_naive();
+    let midnight = |days_ago: u64| {
+        (today - chrono::Days::new(days_ago))
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+    };
+    let from = midnight(29);
+    // The busiest chatbot of the account, so the filter is not trivially empty.
+    #[derive(diesel::QueryableByName)]
+    struct Bot {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        chatbot_id: String,
+    }
+    let bot = diesel::sql_query(
+        "SELECT chatbot_id FROM contact_daily_stats WHERE account_id = $1 \
+         GROUP BY chatbot_id ORDER BY sum(total) DESC LIMIT 1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(account)
+    .get_result::<Bot>(conn)
+    .map(|b| b.chatbot_id)
+    .unwrap_or_else(|_| "support-bot".into());
+    let (week_from, week_to) = (midnight(97), midnight(90));
+    let cases = [
+        (
+            "stats: all (rollups)",
+            ContactFilter::default(),
+            String::new(),
+        ),
+        (
+            "stats: one chatbot (rollups)",
+            ContactFilter {
+                chatbots: Some(vec![bot.clone()]),
+                ..Default::default()
+            },
+            format!("&chatbot_id={}", urlencode(&bot)),
+        ),
+        (
+            "stats: 1 week of days (rollups)",
+            ContactFilter {
+                created_from: Some(week_from),
+                created_to: Some(week_to),
+                ..Default::default()
+            },
+            format!(
+                "&created_from={}&created_to={}",
+                urlencode(&week_from.to_rfc3339()),
+                urlencode(&week_to.to_rfc3339())
+            ),
+        ),
+        (
+            "stats: has_email (counted)",
+            ContactFilter {
+                has_email: Some(true),
+                ..Default::default()
+            },
+            "&has_email=true".into(),
+        ),
+    ];
+    Ok(cases
+        .into_iter()
+        .map(|(name, filter, qs)| {
+            let (sql, defs) = sql_op(&stats::debug_sql(
+                account,
+                &filter,
+                Interval::Day,
+                from,
+                None,
+            ));
+            Op {
+                name: name.into(),
+                url: format!(
+                    "/api/v1/contacts/stats?from={}{qs}",
+                    urlencode(&from.to_rfc3339())
+                ),
+                sql,
+                defs,
+            }
+        })
+        .collect())
 }
 
 /// The account the upsert operations write to (emptied by `scripts/bench` first).

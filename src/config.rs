@@ -1,8 +1,10 @@
 //! Configuration from the environment. Every variable the service reads is listed here:
 //! `DATABASE_URL`, `BIND_ADDR`, `JWT_SECRET`, `JWT_PUBLIC_KEY_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`,
-//! `DATABASE_POOL_SIZE`, `RETENTION_INTERVAL_SECONDS`, `RUST_LOG` (read by env_logger).
+//! `DATABASE_POOL_SIZE`, `RETENTION_INTERVAL_SECONDS`, the limits of [`Limits::from_env`], `RUST_LOG`
+//! (read by env_logger).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The database used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/contacts";
@@ -31,7 +33,90 @@ pub struct Config {
     /// Token verification settings.
     pub jwt: JwtConfig,
     /// Time between two passes of the retention task.
-    pub retention_interval: std::time::Duration,
+    pub retention_interval: Duration,
+    /// Rate limits, caps and timeouts.
+    pub limits: Limits,
+}
+
+/// What one account or one client may take from the service, and how long anything may wait.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Session upserts (single and batch requests) per account per minute; 0 turns it off.
+    pub upserts_per_minute: u32,
+    /// Every other authenticated request, per account per minute; 0 turns it off.
+    pub requests_per_minute: u32,
+    /// Exports one account may run at the same time.
+    pub exports_per_account: u32,
+    /// `statement_timeout` of service connections.
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of service connections.
+    pub lock_timeout: Duration,
+    /// How long a client may take to send its request headers, and then its body.
+    pub client_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            upserts_per_minute: 12_000,
+            requests_per_minute: 3_000,
+            exports_per_account: 2,
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Reads `RATE_LIMIT_UPSERTS_PER_MINUTE`, `RATE_LIMIT_REQUESTS_PER_MINUTE`,
+    /// `EXPORTS_PER_ACCOUNT`, `DATABASE_STATEMENT_TIMEOUT_SECONDS`,
+    /// `DATABASE_LOCK_TIMEOUT_SECONDS` and `CLIENT_TIMEOUT_SECONDS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let secs = |name, default: Duration| -> Result<Duration, ConfigError> {
+            let n = int_var(name, default.as_secs() as u32, 1..=3600)?;
+            Ok(Duration::from_secs(n.into()))
+        };
+        Ok(Self {
+            upserts_per_minute: int_var(
+                "RATE_LIMIT_UPSERTS_PER_MINUTE",
+                d.upserts_per_minute,
+                0..=10_000_000,
+            )?,
+            requests_per_minute: int_var(
+                "RATE_LIMIT_REQUESTS_PER_MINUTE",
+                d.requests_per_minute,
+                0..=10_000_000,
+            )?,
+            exports_per_account: int_var("EXPORTS_PER_ACCOUNT", d.exports_per_account, 1..=64)?,
+            statement_timeout: secs("DATABASE_STATEMENT_TIMEOUT_SECONDS", d.statement_timeout)?,
+            lock_timeout: secs("DATABASE_LOCK_TIMEOUT_SECONDS", d.lock_timeout)?,
+            client_timeout: secs("CLIENT_TIMEOUT_SECONDS", d.client_timeout)?,
+        })
+    }
+}
+
+/// An integer setting within `range`, or `default` when unset.
+fn int_var(
+    name: &'static str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
+    match var(name)? {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError {
+                var: name,
+                reason: format!(
+                    "must be an integer from {} to {}, got {v:?}",
+                    range.start(),
+                    range.end()
+                ),
+            }),
+        },
+    }
 }
 
 /// How bearer tokens are verified.
@@ -98,30 +183,8 @@ impl Config {
                 var: "BIND_ADDR",
                 reason: format!("not an address:port ({e})"),
             })?;
-        let pool_size = match var("DATABASE_POOL_SIZE")? {
-            None => 16,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError {
-                        var: "DATABASE_POOL_SIZE",
-                        reason: format!("must be an integer from 1 to 1000, got {v:?}"),
-                    })
-                }
-            },
-        };
-        let retention_interval = match var("RETENTION_INTERVAL_SECONDS")? {
-            None => 300,
-            Some(v) => match v.parse::<u64>() {
-                Ok(n) if (1..=86_400).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError {
-                        var: "RETENTION_INTERVAL_SECONDS",
-                        reason: format!("must be an integer from 1 to 86400, got {v:?}"),
-                    })
-                }
-            },
-        };
+        let pool_size = int_var("DATABASE_POOL_SIZE", 16, 1..=1000)?;
+        let retention_interval = int_var("RETENTION_INTERVAL_SECONDS", 300, 1..=86_400)?;
         let jwt = JwtConfig::from_env()?;
         if jwt.secret.is_none() && jwt.public_key_pem.is_none() {
             return Err(ConfigError {
@@ -134,7 +197,8 @@ impl Config {
             bind_addr,
             pool_size,
             jwt,
-            retention_interval: std::time::Duration::from_secs(retention_interval),
+            retention_interval: Duration::from_secs(retention_interval.into()),
+            limits: Limits::from_env()?,
         })
     }
 }

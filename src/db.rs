@@ -1,20 +1,23 @@
 //! The database: connection pool, database creation, embedded migrations, and `with_conn`, the
 //! one bridge from async handlers to blocking diesel code.
 
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool};
+use diesel::r2d2::{ConnectionManager, ManageConnection, Pool as R2d2Pool};
 use diesel::sql_types::{Bool, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use crate::config::Limits;
 use crate::error::ApiError;
 
 /// The shared connection pool.
-pub type Pool = R2d2Pool<ConnectionManager<PgConnection>>;
+pub type Pool = R2d2Pool<Manager>;
 
 /// Migrations compiled into the binary (`build.rs` makes new directories trigger a rebuild).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -43,15 +46,107 @@ pub fn with_connection_params(url: &str) -> String {
     format!("{url}{sep}{}", params.join("&"))
 }
 
+/// The libpq `options` of service connections: a runaway query or a lock queue must end in an
+/// error the client can retry (503), not in a worker held forever.
+fn service_options(limits: &Limits) -> String {
+    format!(
+        "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+        limits.statement_timeout.as_millis(),
+        limits.lock_timeout.as_millis(),
+        // A transaction is never left open on purpose; this only reaps a leaked one.
+        limits.statement_timeout.as_millis() * 2,
+    )
+}
+
+/// The URL of service connections: libpq timeouts plus the session timeouts of `limits`
+/// (unless the URL sets `options` itself).
+pub fn service_url(url: &str, limits: &Limits) -> String {
+    let url = with_connection_params(url);
+    if url.contains("options=") {
+        return url;
+    }
+    let options: String = url::form_urlencoded::byte_serialize(service_options(limits).as_bytes())
+        .collect::<String>()
+        // libpq decodes %20, not `+`, as a space in URI parameters.
+        .replace('+', "%20");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options={options}")
+}
+
+/// A pooled connection, whether it lost its server, and when it last served.
+///
+/// A statement that failed at the connection level marks it `lost`, so it is closed instead of
+/// returned to the pool. A connection idle for a while may have died unseen (the database
+/// restarted during a quiet spell): it is pinged before it is handed out again. Busy
+/// connections are never pinged, so the hot path pays no extra round trip.
+pub struct Conn {
+    pg: PgConnection,
+    lost: bool,
+    last_used: Instant,
+}
+
+/// Idle longer than this, a connection is pinged before use.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+impl Conn {
+    /// Marks the connection to be closed instead of returned to the pool.
+    pub fn discard(&mut self) {
+        self.lost = true;
+    }
+}
+
+impl Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.pg
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.pg
+    }
+}
+
+/// diesel's r2d2 manager, plus the `lost` flag of [`Conn`].
+pub struct Manager(ConnectionManager<PgConnection>);
+
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        self.0.connect().map(|pg| Conn {
+            pg,
+            lost: false,
+            last_used: Instant::now(),
+        })
+    }
+
+    /// Called at every checkout (`test_on_check_out`); pings only after an idle spell.
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        if conn.last_used.elapsed() < PING_AFTER_IDLE {
+            return Ok(());
+        }
+        self.0.is_valid(&mut conn.pg)?;
+        conn.last_used = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.lost || self.0.has_broken(&mut conn.pg)
+    }
+}
+
 /// Builds the pool; connections are opened lazily, so this succeeds while the database is down.
-pub fn build_pool(url: &str, size: u32) -> Pool {
-    let manager = ConnectionManager::<PgConnection>::new(with_connection_params(url));
+pub fn build_pool(url: &str, size: u32, limits: &Limits) -> Pool {
+    let manager = Manager(ConnectionManager::new(service_url(url, limits)));
     R2d2Pool::builder()
         .max_size(size)
         .min_idle(Some(size.min(4)))
         // A request waits at most this long for a connection, then gets 503.
         .connection_timeout(Duration::from_secs(3))
-        .test_on_check_out(false)
+        .test_on_check_out(true)
         .build_unchecked(manager)
 }
 
@@ -119,6 +214,14 @@ pub fn prepare_database(url: &str) -> Result<usize, String> {
     run_migrations(&mut conn)
 }
 
+/// Requests waiting for a pooled connection right now (all pools of the process).
+static WAITING: AtomicI64 = AtomicI64::new(0);
+
+/// How many requests wait for a pooled connection (the `db_pool_waiting` gauge).
+pub fn waiting() -> i64 {
+    WAITING.load(Ordering::Relaxed)
+}
+
 /// Runs `f` with a pooled connection on the blocking thread pool.
 ///
 /// The only place that calls `web::block` and `pool.get()`: a connection is never held across
@@ -130,11 +233,21 @@ where
 {
     let pool = pool.clone();
     web::block(move || {
-        let mut conn = pool.get().map_err(|e| {
+        WAITING.fetch_add(1, Ordering::Relaxed);
+        let conn = pool.get();
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+        let mut conn = conn.map_err(|e| {
             log::warn!("database pool: {e}");
             ApiError::Unavailable
         })?;
-        f(&mut conn)
+        let result = f(&mut conn);
+        conn.last_used = Instant::now();
+        // A connection-level failure (lost server, timeout, deadlock) costs one reconnect at
+        // most; keeping a dead connection would cost every request that drew it.
+        if matches!(result, Err(ApiError::Unavailable)) {
+            conn.discard();
+        }
+        result
     })
     .await
     .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?

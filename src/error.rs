@@ -52,8 +52,8 @@ pub struct Problem {
     /// Stable machine-readable identifier: `validation_failed`, `unknown_field`, `invalid_body`,
     /// `malformed_json`, `unsupported_media_type`, `payload_too_large`, `invalid_parameter`,
     /// `invalid_header`, `invalid_token`, `insufficient_scope`, `not_found`, `method_not_allowed`,
-    /// `contact_merged`, `session_conflict`, `conflict`, `precondition_failed`,
-    /// `service_unavailable`, `internal_error`.
+    /// `contact_merged`, `session_conflict`, `conflict`, `precondition_failed`, `rate_limited`,
+    /// `too_many_exports`, `request_timeout`, `service_unavailable`, `internal_error`.
     #[schema(example = "validation_failed")]
     pub code: String,
     /// Present for validation failures: one entry per invalid field.
@@ -128,6 +128,15 @@ pub enum ApiError {
     /// 412: `If-Match` names another version.
     #[error("the contact has changed: its version is {0}")]
     PreconditionFailed(i64),
+    /// 429: the account spent its request budget; retry after this many seconds.
+    #[error("this account sent too many requests; retry in {0} s")]
+    RateLimited(u64),
+    /// 429: the account already runs this many exports.
+    #[error("this account already runs {0} export(s); retry when one has finished")]
+    TooManyExports(u32),
+    /// 408: the client took too long to send its request.
+    #[error("the request was not received in time")]
+    RequestTimeout,
     /// 503: the database is unreachable, overloaded or the pool is exhausted.
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable,
@@ -171,6 +180,9 @@ impl ApiError {
             ApiError::SessionConflict(_) => "session_conflict",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::TooManyExports(_) => "too_many_exports",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Unavailable => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -232,6 +244,8 @@ impl ResponseError for ApiError {
             ApiError::Merged(_) => StatusCode::GONE,
             ApiError::SessionConflict(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::RateLimited(_) | ApiError::TooManyExports(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -272,6 +286,15 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable => {
                 res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::RateLimited(secs) => {
+                res.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::TooManyExports(_) => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::RequestTimeout => {
+                res.insert_header((header::CONNECTION, "close"));
             }
             _ => {}
         }

@@ -9,6 +9,7 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::config::Limits;
 use crate::error::ApiError;
 
 /// Default body limit: 64 KiB, room for a contact with a full 16 KiB payload.
@@ -48,6 +49,10 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Body<T, 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        // A client that trickles its body must not hold a worker's memory and a socket forever.
+        let deadline = req
+            .app_data::<web::Data<Limits>>()
+            .map_or(Limits::default().client_timeout, |l| l.client_timeout);
         Box::pin(async move {
             if !json {
                 return Err(ApiError::UnsupportedMediaType(
@@ -57,14 +62,20 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Body<T, 
             if declared.is_some_and(|n| n > LIMIT) {
                 return Err(ApiError::PayloadTooLarge(LIMIT));
             }
-            let mut buf = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-                if buf.len() + chunk.len() > LIMIT {
-                    return Err(ApiError::PayloadTooLarge(LIMIT));
+            let read = async {
+                let mut buf = web::BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                    if buf.len() + chunk.len() > LIMIT {
+                        return Err(ApiError::PayloadTooLarge(LIMIT));
+                    }
+                    buf.extend_from_slice(&chunk);
                 }
-                buf.extend_from_slice(&chunk);
-            }
+                Ok(buf)
+            };
+            let buf = actix_web::rt::time::timeout(deadline, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)??;
             parse(&buf).map(Body)
         })
     }
@@ -173,6 +184,16 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 /// Parses a query string, naming the parameter at fault.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let pairs = url::form_urlencoded::parse(query.as_bytes());
+    // PostgreSQL cannot store or compare U+0000: refuse it here, for every parameter at once.
+    if let Some((name, _)) = pairs
+        .clone()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(ApiError::InvalidParameter {
+            field: name.into_owned(),
+            message: "must not contain NUL characters".into(),
+        });
+    }
     let de = serde_urlencoded::Deserializer::new(pairs);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -240,4 +261,68 @@ where
             None => parse_query(qs).and_then(|a| parse_query(qs).map(|b| Query2(a, b))),
         })
     }
+}
+
+/// An integer sent as a JSON integer or as a number without a fraction (`3.0`), which JSON
+/// Schema counts as an integer too (so does the OpenAPI document, and clients that write every
+/// number as a float).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Integral(pub i64);
+
+impl<'de> serde::Deserialize<'de> for Integral {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integral;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Integral, E> {
+                Ok(Integral(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Integral, E> {
+                i64::try_from(v)
+                    .map(Integral)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Integral, E> {
+                // ±2^63 (what i64::MIN / MAX become as f64) is where an out-of-range integer
+                // literal lands when parsed as a float: exclusive bounds refuse it.
+                if v.fract() == 0.0 && v > i64::MIN as f64 && v < i64::MAX as f64 {
+                    Ok(Integral(v as i64))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `deserialize_with` for `Vec<i64>` fields that take [`Integral`] values.
+pub fn integral_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    let v: Vec<Integral> = serde::Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|i| i.0).collect())
+}
+
+/// `deserialize_with` for `Option<Vec<i64>>` fields that take [`Integral`] values.
+pub fn integral_opt_vec<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<i64>>, D::Error> {
+    let v: Option<Vec<Integral>> = serde::Deserialize::deserialize(d)?;
+    Ok(v.map(|v| v.into_iter().map(|i| i.0).collect()))
+}
+
+/// `deserialize_with` for `Option<i32>` fields that take [`Integral`] values.
+pub fn integral_opt_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let v: Option<Integral> = serde::Deserialize::deserialize(d)?;
+    v.map(|i| {
+        i32::try_from(i.0).map_err(|_| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Signed(i.0),
+                &"an integer in the i32 range",
+            )
+        })
+    })
+    .transpose()
 }

@@ -4,7 +4,8 @@
 //! blocking bridge (`with_conn`); `auth` verifies tokens and enforces scopes; `error` renders
 //! every failure as problem+json; `extract` and `validate` turn input into checked values;
 //! `repo` holds the SQL (plain functions on a connection, always given the account); `routes`
-//! holds the handlers and wires the app; `openapi` builds the contract from the route table.
+//! holds the handlers and wires the app; `openapi` builds the contract from the route table; `limits` holds the per-account budgets
+//! and export slots; `metrics` the Prometheus registry; `request_id` the outermost middleware.
 
 pub mod auth;
 pub mod bench;
@@ -13,6 +14,8 @@ pub mod cursor;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod limits;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod repo;

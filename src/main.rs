@@ -1,6 +1,7 @@
 //! The `contacts-api` binary: `serve` (default), `migrate`, `token`, `openapi`.
 
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use actix_web::HttpServer;
@@ -244,24 +245,46 @@ fn seed_accounts(accounts: &[i64], contacts: u64, seed: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The retention task: a pass at start, then one every `interval`, on its own thread (it runs
-/// blocking queries). Safe with several server processes: each batch takes rows with SKIP LOCKED.
-fn spawn_retention(pool: db::Pool, interval: Duration) {
-    std::thread::Builder::new()
-        .name("retention".into())
+/// A background task on its own thread (it runs blocking queries): `pass` at start, then one
+/// every `interval`, each with a pooled connection. Dropping the returned sender stops it (and
+/// releases its handle on the pool).
+fn spawn_task(
+    name: &'static str,
+    pool: db::Pool,
+    interval: Duration,
+    pass: fn(&mut diesel::PgConnection) -> diesel::QueryResult<i64>,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name(name.into())
         .spawn(move || loop {
             match pool.get() {
-                Ok(mut conn) => match contacts_api::repo::retention::run_once(&mut conn) {
-                    Ok(0) => {}
-                    Ok(n) => log::info!("retention: deleted {n} expired contact(s)"),
-                    Err(e) => log::warn!("retention pass failed: {e}"),
+                Ok(mut conn) => match pass(&mut conn) {
+                    Ok(n) => log::debug!("{name}: {n}"),
+                    Err(e) => log::warn!("{name} pass failed: {e}"),
                 },
-                Err(e) => log::warn!("retention pass skipped, no database connection: {e}"),
+                Err(e) => log::warn!("{name} pass skipped, no database connection: {e}"),
             }
-            std::thread::sleep(interval);
+            if let Err(mpsc::RecvTimeoutError::Disconnected) = stopped.recv_timeout(interval) {
+                return;
+            }
         })
-        .expect("spawn the retention thread");
+        .unwrap_or_else(|e| panic!("spawn the {name} thread: {e}"));
+    (stop, handle)
 }
+
+/// Retention: safe with several server processes (each batch takes rows with SKIP LOCKED).
+fn retention_pass(conn: &mut diesel::PgConnection) -> diesel::QueryResult<i64> {
+    let n = contacts_api::repo::retention::run_once(conn)?;
+    if n > 0 {
+        log::info!("retention: deleted {n} expired contact(s)");
+    }
+    Ok(n)
+}
+
+/// How often the stats deltas are folded into the rollups. Reads are exact either way; folding
+/// often keeps the deltas that every stats read adds up few.
+const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
 fn serve() -> ExitCode {
     let cfg = match config::Config::from_env() {
@@ -285,17 +308,43 @@ fn serve() -> ExitCode {
             }
         }
     }
-    let pool = db::build_pool(&cfg.database_url, cfg.pool_size);
-    spawn_retention(pool.clone(), cfg.retention_interval);
-    let state = routes::AppState::new(pool, verifier);
+    let pool = db::build_pool(&cfg.database_url, cfg.pool_size, &cfg.limits);
+    let tasks = [
+        spawn_task(
+            "retention",
+            pool.clone(),
+            cfg.retention_interval,
+            retention_pass,
+        ),
+        spawn_task(
+            "stats fold",
+            pool.clone(),
+            FOLD_INTERVAL,
+            contacts_api::repo::rollups::fold,
+        ),
+    ];
+    let client_timeout = cfg.limits.client_timeout;
+    let state = routes::AppState::with_limits(pool, verifier, cfg.limits);
     let result = actix_web::rt::System::new().block_on(async move {
         log::info!("serving on http://{}", cfg.bind_addr);
+        // SIGTERM: stop accepting, let in-flight requests finish (up to 30 s), then return here,
+        // where the pool is dropped and its connections closed. (SIGINT and SIGQUIT are
+        // actix's forced shutdown: in-flight requests are cut.)
         HttpServer::new(move || routes::app(state.clone()))
             .bind(cfg.bind_addr)?
+            .client_request_timeout(client_timeout)
+            .client_disconnect_timeout(Duration::from_secs(2))
+            .keep_alive(Duration::from_secs(75))
             .shutdown_timeout(30)
             .run()
             .await
     });
+    // The server dropped its handles on the pool; the background tasks hold the last ones.
+    for (stop, task) in tasks {
+        drop(stop);
+        let _ = task.join();
+    }
+    log::info!("stopped: server shut down, database pool closed");
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("BIND_ADDR: {e}")),

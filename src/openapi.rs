@@ -22,7 +22,16 @@ from the token's `account_id` claim, and ids of other accounts answer 404. Error
 `X-Request-Id`; responses with personal data carry `Cache-Control: no-store`. Request bodies \
 over 64 KiB are refused with 413; unknown JSON fields with 422 (`unknown_field`); NUL \
 characters in strings with 422. Timestamps are RFC 3339 in UTC, with microseconds when \
-non-zero.",
+non-zero.\n\n\
+**Rate limits.** Each account has two budgets per server process: session upserts (single \
+and batch requests; `RATE_LIMIT_UPSERTS_PER_MINUTE`, default 12000) and every other \
+authenticated request (`RATE_LIMIT_REQUESTS_PER_MINUTE`, default 3000). A budget refills \
+continuously and may be spent in one burst. Authenticated responses carry `RateLimit-Limit`, \
+`RateLimit-Remaining`, `RateLimit-Reset` (seconds until the budget is full) and \
+`RateLimit-Policy` (`<limit>;w=60`); a spent budget answers 429 (`rate_limited`) with \
+`Retry-After`. An account runs at most `EXPORTS_PER_ACCOUNT` (default 2) exports at once. A \
+client must send its headers, then its body, within `CLIENT_TIMEOUT_SECONDS` (default 10) \
+each, or gets 408.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&Security),
@@ -32,7 +41,7 @@ non-zero.",
         (name = "privacy", description = "Data-subject access and erasure, retention, the audit log."),
         (name = "system", description = "Health and readiness probes."),
     ),
-    components(schemas(Problem, FieldError))
+    components(schemas(Problem, FieldError, crate::routes::batch::BatchItem))
 )]
 pub struct ApiDoc;
 
@@ -61,6 +70,8 @@ const SHARED: &[(&str, &str, &str)] = &[
     ("413", "PayloadTooLarge", "The body exceeds the operation's limit (`payload_too_large`)."),
     ("415", "UnsupportedMediaType", "The body is not `application/json` (`unsupported_media_type`)."),
     ("422", "UnprocessableContent", "Invalid field values (`validation_failed`, with `errors`), unknown fields (`unknown_field`) or values of the wrong type (`invalid_body`)."),
+    ("408", "RequestTimeout", "The body did not arrive within `CLIENT_TIMEOUT_SECONDS` (`request_timeout`); the connection is closed."),
+    ("429", "TooManyRequests", "The account spent its budget (`rate_limited`) or runs its maximum of concurrent exports (`too_many_exports`); `Retry-After` says when to retry, `RateLimit-*` describe the budget."),
     ("500", "InternalError", "Unexpected failure (`internal_error`); the body never carries internals."),
     ("503", "Unavailable", "The database is unreachable or saturated (`service_unavailable`); `Retry-After` says when to retry."),
 ];
@@ -75,6 +86,26 @@ fn problem_response(description: &str) -> Response {
         .build()
 }
 
+/// Headers of a shared error response.
+fn response_headers(status: &str) -> &'static [(&'static str, &'static str)] {
+    match status {
+        "429" => &[
+            ("Retry-After", "Seconds to wait before retrying."),
+            (
+                "RateLimit-Limit",
+                "Requests per minute of the spent budget (rate_limited only).",
+            ),
+            ("RateLimit-Remaining", "0 (rate_limited only)."),
+            (
+                "RateLimit-Reset",
+                "Seconds until a request is allowed again (rate_limited only).",
+            ),
+        ],
+        "503" => &[("Retry-After", "Seconds to wait before retrying.")],
+        _ => &[],
+    }
+}
+
 fn add_shared(op: &mut Operation) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
@@ -82,8 +113,8 @@ fn add_shared(op: &mut Operation) {
     for (status, name, _) in SHARED {
         let applies = match *status {
             "400" => has_params || has_body,
-            "401" | "403" | "503" => secured,
-            "413" | "415" | "422" => has_body,
+            "401" | "403" | "429" | "503" => secured,
+            "408" | "413" | "415" | "422" => has_body,
             _ => true,
         };
         if applies && !op.responses.responses.contains_key(*status) {
@@ -116,6 +147,33 @@ fn scope_note(op: &mut Operation) {
     description.push_str(&note);
 }
 
+/// `schema_with` parameters carry their description in the schema: move it to the parameter
+/// (where clients look), and describe array query parameters as comma-separated
+/// (`style: form`, `explode: false`), which is how every list parameter is sent.
+fn lift_param_descriptions(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterIn, ParameterStyle};
+    for param in op.parameters.iter_mut().flatten() {
+        let RefOr::T(param) = param else { continue };
+        let Some(RefOr::T(schema)) = &param.schema else {
+            continue;
+        };
+        let mut value = serde_json::to_value(schema).unwrap_or_default();
+        let Some(obj) = value.as_object_mut() else {
+            continue;
+        };
+        if param.parameter_in == ParameterIn::Query && obj.get("type") == Some(&"array".into()) {
+            param.style = Some(ParameterStyle::Form);
+            param.explode = Some(false);
+        }
+        if let Some(serde_json::Value::String(d)) = obj.remove("description") {
+            if param.description.is_none() {
+                param.description = Some(d);
+                param.schema = serde_json::from_value(value).ok().map(RefOr::T);
+            }
+        }
+    }
+}
+
 /// The complete document, exactly as the server serves it at `/api/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = App::new()
@@ -125,11 +183,21 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let components = doc.components.get_or_insert_with(Default::default);
-    for (_, name, description) in SHARED {
+    for (status, name, description) in SHARED {
+        let mut response = problem_response(description);
+        for (header, what) in response_headers(status) {
+            let mut h = utoipa::openapi::header::Header::new(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Integer),
+            );
+            h.description = Some(what.to_string());
+            response.headers.insert(header.to_string(), RefOr::T(h));
+        }
         components
             .responses
-            .insert(name.to_string(), RefOr::T(problem_response(description)));
+            .insert(name.to_string(), RefOr::T(response));
     }
+    fields::refine(components);
     for item in doc.paths.paths.values_mut() {
         for op in [
             &mut item.get,
@@ -143,6 +211,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         {
             add_shared(op);
             scope_note(op);
+            lift_param_descriptions(op);
         }
     }
     doc
@@ -154,3 +223,6 @@ pub fn document_json() -> String {
     s.push('\n');
     s
 }
+
+/// Schemas of the request fields whose rules JSON Schema can state.
+pub mod fields;

@@ -12,5 +12,6 @@ pub mod list;
 pub mod merge;
 pub mod privacy;
 pub mod retention;
+pub mod rollups;
 pub mod sessions;
 pub mod stats;

@@ -29,13 +29,17 @@ use utoipa_actix_web::{scope, service_config::ServiceConfig, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::TokenVerifier;
+use crate::config::Limits;
 use crate::db::Pool;
 use crate::error::ApiError;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
 
 /// Every documented operation. Literal paths come before `{id}` paths so they win the match.
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(system::healthz)
         .service(system::readyz)
+        .service(crate::metrics::metrics)
         .service(
             scope::scope("/api/v1")
                 // Everything under /api/v1 is personal data or about it.
@@ -72,11 +76,22 @@ pub struct AppState {
     pub openapi: utoipa::openapi::OpenApi,
     /// Path patterns and their methods, for 405 answers.
     pub routes: web::Data<fallback::RouteTable>,
+    /// Limits as configured (body read timeout, export cap, budgets).
+    pub limits: web::Data<Limits>,
+    /// Per-account budgets and export slots.
+    pub limiter: web::Data<Limiter>,
+    /// Prometheus metrics.
+    pub metrics: web::Data<Metrics>,
 }
 
 impl AppState {
-    /// Builds the state from a pool and verifier.
+    /// Builds the state from a pool and verifier, with the default limits.
     pub fn new(pool: Pool, verifier: TokenVerifier) -> Self {
+        Self::with_limits(pool, verifier, Limits::default())
+    }
+
+    /// Builds the state with the given limits.
+    pub fn with_limits(pool: Pool, verifier: TokenVerifier, limits: Limits) -> Self {
         let openapi = crate::openapi::document();
         let routes = fallback::RouteTable::from_openapi(&openapi);
         Self {
@@ -84,6 +99,9 @@ impl AppState {
             verifier: web::Data::new(verifier),
             openapi,
             routes: web::Data::new(routes),
+            limiter: web::Data::new(Limiter::new(&limits)),
+            limits: web::Data::new(limits),
+            metrics: web::Data::new(Metrics::default()),
         }
     }
 }
@@ -121,6 +139,9 @@ pub fn app(
         .app_data(web::Data::new(state.pool))
         .app_data(state.verifier)
         .app_data(state.routes)
+        .app_data(state.limits)
+        .app_data(state.limiter)
+        .app_data(state.metrics)
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", state.openapi))
         .default_service(web::to(fallback::unmatched))

@@ -35,6 +35,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    contact_daily_stats (account_id, day, channel, chatbot_id, writer) {
+        account_id -> Int8,
+        day -> Date,
+        channel -> Text,
+        chatbot_id -> Text,
+        writer -> Int4,
+        total -> Int8,
+        with_email -> Int8,
+        with_phone -> Int8,
+        with_email_or_phone -> Int8,
+        complete -> Int8,
+        returning_contacts -> Int8,
+        sessions -> Int8,
+    }
+}
+
+diesel::table! {
     contact_merges (account_id, source_id) {
         account_id -> Int8,
         source_id -> Int8,
@@ -83,6 +100,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     account_settings,
     audit_events,
     consent_events,
+    contact_daily_stats,
     contact_merges,
     contact_sessions,
     contacts,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 pub const PAYLOAD_MAX_BYTES: usize = 16 * 1024;
 
 /// Every ISO 3166-1 alpha-2 code officially assigned.
-const ISO_3166_ALPHA2: &str =
+pub(crate) const ISO_3166_ALPHA2: &str =
     "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH \
 BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ \
 DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR \
@@ -153,12 +153,59 @@ pub fn avatar_url(s: &str) -> Rule<Option<String>> {
     if t.len() > 2048 {
         return Err("must be at most 2048 characters".into());
     }
+    if !avatar_url_shape(t) {
+        return Err(
+            "not an absolute http or https URL with a host name (no spaces, quotes or control \
+             characters)"
+                .into(),
+        );
+    }
     match url::Url::parse(t) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             Ok(Some(t.to_string()))
         }
         _ => Err("not an absolute http or https URL".into()),
     }
+}
+
+/// The `avatar_url` pattern of the OpenAPI document: `http(s)://`, a host name whose last label
+/// starts with a letter, an optional port of up to 4 digits, then `/`, `?` or `#` and printable
+/// characters (no space, `"`, controls, or characters outside the Basic Multilingual Plane).
+fn avatar_url_shape(t: &str) -> bool {
+    let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &t[8..]
+    } else if lower.starts_with("http://") {
+        &t[7..]
+    } else {
+        return false;
+    };
+    let end = rest.find([':', '/', '?', '#']).unwrap_or(rest.len());
+    let (host, mut rest) = rest.split_at(end);
+    let labels: Vec<&str> = host.split('.').collect();
+    let labels_ok = labels
+        .iter()
+        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !labels_ok
+        || !labels
+            .last()
+            .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+    {
+        return false;
+    }
+    if let Some(after) = rest.strip_prefix(':') {
+        let digits = after.find(['/', '?', '#']).unwrap_or(after.len());
+        if !(1..=4).contains(&digits) || !after[..digits].bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        rest = &after[digits..];
+    }
+    rest.chars().all(|c| {
+        let u = c as u32;
+        (c.is_ascii_graphic() && c != '"')
+            || (0xA1..=0xD7FF).contains(&u)
+            || (0xE000..=0xFFFD).contains(&u)
+    })
 }
 
 /// `channel`: a slug `[a-z0-9_-]{1,32}`; upper case input is lowered.

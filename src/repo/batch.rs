@@ -19,7 +19,8 @@ use crate::models::Contact;
 ///
 /// The redundant `= ANY (...)` conditions give every lookup a primary-key range whatever join
 /// order the planner picks, so stale statistics (a young account that just grew) cannot turn a
-/// lookup into a scan of the whole account.
+/// lookup into a scan of the whole account; the account is compared as `(SELECT $1::bigint)`
+/// for the reason given at `contacts::UPSERT_SQL`.
 ///
 /// The existing sessions are locked first, in key order: concurrent batches naming the same
 /// sessions in different orders then queue behind each other instead of deadlocking (an
@@ -40,7 +41,7 @@ WITH input AS (
     SELECT i.ord, s.contact_id
     FROM input i
     JOIN contact_sessions s
-      ON s.account_id = $1 AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
+      ON s.account_id = (SELECT $1::bigint) AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
     WHERE s.chatbot_id = ANY ($2::text[]) AND s.session_id = ANY ($3::text[])
     ORDER BY s.chatbot_id, s.session_id
     FOR UPDATE OF s
@@ -58,8 +59,8 @@ WITH input AS (
         last_seen_at = GREATEST(s.last_seen_at, now())
     FROM input i
     JOIN found f ON f.ord = i.ord
-    JOIN contacts t ON t.account_id = $1 AND t.id = f.contact_id
-    WHERE s.account_id = $1 AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
+    JOIN contacts t ON t.account_id = (SELECT $1::bigint) AND t.id = f.contact_id
+    WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
       AND s.chatbot_id = ANY ($2::text[]) AND s.session_id = ANY ($3::text[])
       AND t.id = ANY (ARRAY(SELECT contact_id FROM found))
       AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
@@ -75,7 +76,7 @@ WITH input AS (
 ), locked AS MATERIALIZED (
     SELECT t.id, t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
     FROM contacts t
-    WHERE t.account_id = $1 AND t.id = ANY (ARRAY(SELECT contact_id FROM seen_session))
+    WHERE t.account_id = (SELECT $1::bigint) AND t.id = ANY (ARRAY(SELECT contact_id FROM seen_session))
     ORDER BY t.id
     FOR UPDATE
 ), updated AS (
@@ -91,7 +92,7 @@ WITH input AS (
         version = t.version + 1
     FROM seen_session s
     JOIN input i ON i.ord = s.ord
-    WHERE t.account_id = $1 AND t.id = s.contact_id
+    WHERE t.account_id = (SELECT $1::bigint) AND t.id = s.contact_id
       AND t.id = ANY (ARRAY(SELECT id FROM locked))
       AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
     RETURNING t.*, i.ord

@@ -78,12 +78,17 @@ pub(crate) use changed_fields_sql;
 /// this statement waited, as the update sees it (the statement's snapshot would not, and the
 /// audit would then name that other change too). The contact is addressed by a scalar
 /// subquery, so the only plan is a primary-key lookup whatever the statistics say (a join let a
-/// stale estimate turn it into a scan of the whole account).
+/// stale estimate turn it into a scan of the whole account). The account, too, is compared as
+/// `(SELECT $1::bigint)`: an initplan value the planner cannot look up in the statistics, so it
+/// assumes an average account. With the constant, an account that the statistics do not know
+/// yet (a new one, before autoanalyze) is estimated at one row, and any index that starts with
+/// `account_id` (`contact_sessions_contact_idx`, `contacts_last_seen_idx`) looks as good as the
+/// primary key; the benchmark saw such custom plans scan millions of index entries per upsert.
 pub const UPSERT_SQL: &str = concat!(
     r#"
 WITH found AS (
     SELECT contact_id FROM contact_sessions
-    WHERE account_id = $1 AND chatbot_id = $2 AND session_id = $3
+    WHERE account_id = (SELECT $1::bigint) AND chatbot_id = $2 AND session_id = $3
 ), new_session AS (
     INSERT INTO contact_sessions (account_id, chatbot_id, session_id, contact_id, channel, ip_address)
     SELECT $1, $2, $3, nextval('contacts_id_seq'), $4, $10
@@ -94,7 +99,7 @@ WITH found AS (
     UPDATE contact_sessions s
     SET channel = $4, ip_address = COALESCE($10, s.ip_address),
         last_seen_at = GREATEST(s.last_seen_at, now())
-    WHERE s.account_id = $1 AND s.chatbot_id = $2 AND s.session_id = $3
+    WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = $2 AND s.session_id = $3
       AND EXISTS (SELECT 1 FROM found)
     RETURNING s.contact_id
 ), created AS (
@@ -106,7 +111,7 @@ WITH found AS (
 ), locked AS MATERIALIZED (
     SELECT t.id, t.name, t.email, t.phone, t.avatar_url, t.country_code, t.ip_address, t.payload
     FROM contacts t
-    WHERE t.account_id = $1 AND t.id = (SELECT contact_id FROM seen_session)
+    WHERE t.account_id = (SELECT $1::bigint) AND t.id = (SELECT contact_id FROM seen_session)
     FOR UPDATE
 ), updated AS (
     UPDATE contacts t
@@ -118,7 +123,7 @@ WITH found AS (
         last_seen_at = GREATEST(t.last_seen_at, now()),
         updated_at = GREATEST(t.updated_at, now()),
         version = t.version + 1
-    WHERE t.account_id = $1 AND t.id = (SELECT id FROM locked)
+    WHERE t.account_id = (SELECT $1::bigint) AND t.id = (SELECT id FROM locked)
     RETURNING t.*
 ), audit AS (
     INSERT INTO audit_events (account_id, actor, action, contact_id, changed_fields)

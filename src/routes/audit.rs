@@ -21,12 +21,15 @@ pub struct AuditParams {
     #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page (same filters).
+    #[param(schema_with = crate::openapi::fields::cursor)]
     pub cursor: Option<String>,
     /// Only events about this contact.
     pub contact_id: Option<i64>,
-    /// Only this action (`contact.updated`, ...).
+    /// Only this action.
+    #[param(schema_with = audit_action)]
     pub action: Option<String>,
     /// Only this actor (a token's `sub`).
+    #[param(min_length = 1, pattern = "^[^\\x00]+$")]
     pub actor: Option<String>,
 }
 
@@ -37,6 +40,27 @@ pub struct AuditPage {
     pub data: Vec<AuditEvent>,
     /// Cursor of the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// Every action the audit log records.
+pub const ACTIONS: &[&str] = &[
+    "contact.created",
+    "contact.updated",
+    "contact.deleted",
+    "contact.merged",
+    "contacts.exported",
+    "contacts.bulk_deleted",
+    "contacts.retention_deleted",
+    "privacy.accessed",
+    "privacy.erased",
+];
+
+fn audit_action() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .description(Some("Only this action."))
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(ACTIONS.iter().copied()))
+        .build()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -66,6 +90,20 @@ pub async fn list_audit_events(
 ) -> Result<HttpResponse, ApiError> {
     let p = params.0;
     let limit = paging::limit(p.limit)?;
+    if let Some(action) = &p.action {
+        if !ACTIONS.contains(&action.as_str()) {
+            return Err(ApiError::InvalidParameter {
+                field: "action".into(),
+                message: format!("expected one of {}", ACTIONS.join(", ")),
+            });
+        }
+    }
+    if p.actor.as_deref() == Some("") {
+        return Err(ApiError::InvalidParameter {
+            field: "actor".into(),
+            message: "must not be empty".into(),
+        });
+    }
     let filter = AuditFilter {
         contact_id: p.contact_id,
         action: p.action,

@@ -9,6 +9,7 @@ use crate::auth::{Auth, Upsert};
 use crate::db::{with_conn, Pool};
 use crate::error::{ApiError, Problem};
 use crate::extract::Body;
+use crate::metrics::Metrics;
 use crate::models::Contact;
 use crate::repo::{batch, contacts::SessionUpsert};
 use crate::routes::sessions::{to_upsert, UpsertContactRequest};
@@ -24,28 +25,52 @@ pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
     /// Chatbot id (1–128 characters, no `/`).
+    #[schema(schema_with = crate::openapi::fields::identifier)]
     pub chatbot_id: String,
     /// Session id (1–128 characters, no `/`).
+    #[schema(schema_with = crate::openapi::fields::identifier)]
     pub session_id: String,
     /// Channel slug.
+    #[schema(schema_with = crate::openapi::fields::channel)]
     pub channel: String,
     /// Name.
+    #[schema(schema_with = crate::openapi::fields::name)]
     pub name: Option<String>,
     /// Email.
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: Option<String>,
     /// Phone.
+    #[schema(schema_with = crate::openapi::fields::phone)]
     pub phone: Option<String>,
     /// Avatar URL.
+    #[schema(schema_with = crate::openapi::fields::avatar_url)]
     pub avatar_url: Option<String>,
     /// Country.
+    #[schema(schema_with = crate::openapi::fields::country_code)]
     pub country_code: Option<String>,
     /// IP address.
+    #[schema(schema_with = crate::openapi::fields::ip_address)]
     pub ip_address: Option<String>,
     /// Payload object, merged key by key.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::fields::payload)]
     pub payload: Option<serde_json::Value>,
     /// A consent statement.
     pub consent: Option<crate::routes::consent::ConsentRequest>,
+}
+
+/// `items`: 1 to 500 values, each a `BatchItem`; one that is not fails alone (its result holds the
+/// problem, and the answer is a 207), so any value is a well-formed item here.
+fn batch_items() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let schema = serde_json::json!({
+        "description": "1 to 500 items, each validated on its own as a `BatchItem`: an invalid \
+                        item fails alone (its result carries the problem; the answer is a 207).",
+        "type": "array", "minItems": 1, "maxItems": 500,
+        "items": {"anyOf": [
+            {"$ref": "#/components/schemas/BatchItem"},
+            {"type": ["object", "array", "string", "number", "boolean", "null"]}
+        ]}
+    });
+    utoipa::openapi::RefOr::T(serde_json::from_value(schema).expect("a valid schema"))
 }
 
 /// Body of the batch upsert.
@@ -57,7 +82,7 @@ pub struct BatchItem {
 ]}))]
 pub struct BatchRequest {
     /// 1 to 500 items, each validated on its own.
-    #[schema(value_type = Vec<BatchItem>)]
+    #[schema(schema_with = batch_items)]
     pub items: Vec<serde_json::Value>,
 }
 
@@ -140,6 +165,7 @@ fn parse_item(
 pub async fn batch_upsert_contacts(
     auth: Auth<Upsert>,
     pool: web::Data<Pool>,
+    metrics: web::Data<Metrics>,
     body: Body<BatchRequest, BODY_LIMIT>,
 ) -> Result<HttpResponse, ApiError> {
     let items = body.0.items;
@@ -170,6 +196,15 @@ pub async fn batch_upsert_contacts(
         })
         .await?
     };
+    let created = applied
+        .iter()
+        .filter(|r| matches!(r, Ok((_, true))))
+        .count();
+    let updated = applied
+        .iter()
+        .filter(|r| matches!(r, Ok((_, false))))
+        .count();
+    metrics.upserted(created as u64, updated as u64);
     let mut applied = applied.into_iter();
     let results: Vec<BatchResult> = parsed
         .into_iter()

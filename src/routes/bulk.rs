@@ -20,6 +20,7 @@ pub const MAX_IDS: usize = 1000;
 #[schema(example = json!({"filter": {"channel": "telegram", "last_seen_to": "2026-01-01"}, "dry_run": true}))]
 pub struct BulkDeleteRequest {
     /// Up to 1000 contact ids; ids that do not exist in the account are skipped.
+    #[serde(default, deserialize_with = "crate::extract::integral_opt_vec")]
     pub ids: Option<Vec<i64>>,
     /// The list filters (`q`, `channel`, `chatbot_id`, `country_code`, `created_from`,
     /// `created_to`, `last_seen_from`, `last_seen_to`, `has_email`, `has_phone`, `returning`),
@@ -63,8 +64,23 @@ fn parse_filter(
         let text = match v {
             Value::Null => continue,
             Value::String(s) => s.clone(),
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
+            Value::Bool(b) if matches!(k.as_str(), "has_email" | "has_phone" | "returning") => {
+                b.to_string()
+            }
+            Value::Bool(_) => {
+                return Err(ApiError::field(
+                    format!("filter.{k}"),
+                    "expected a string (lists are comma-separated)",
+                ))
+            }
+            // A number is the text of a search or a chatbot id; nothing else can be one.
+            Value::Number(n) if matches!(k.as_str(), "q" | "chatbot_id") => n.to_string(),
+            Value::Number(_) => {
+                return Err(ApiError::field(
+                    format!("filter.{k}"),
+                    "expected a string (lists are comma-separated)",
+                ))
+            }
             Value::Array(_) | Value::Object(_) => {
                 return Err(ApiError::field(
                     format!("filter.{k}"),

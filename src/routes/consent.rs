@@ -13,10 +13,13 @@ use crate::validate::Check;
 #[schema(example = json!({"status": "granted", "source": "whatsapp-optin", "text_version": "2026-01"}))]
 pub struct ConsentRequest {
     /// `granted` or `withdrawn`.
+    #[schema(schema_with = crate::openapi::fields::consent_status)]
     pub status: String,
     /// Where it was given or withdrawn (1–200 characters).
+    #[schema(schema_with = crate::openapi::fields::short_text)]
     pub source: Option<String>,
     /// Version of the consent text shown (1–200 characters).
+    #[schema(schema_with = crate::openapi::fields::short_text)]
     pub text_version: Option<String>,
 }
 

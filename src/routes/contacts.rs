@@ -39,30 +39,39 @@ pub fn contact_response(status: actix_web::http::StatusCode, contact: &Contact) 
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "chatbot_id": "support-bot", "channel": "website", "session_id": "web-8f2c",
-    "name": "Ada Lovelace", "email": "ada@example.com", "phone": "07700 900123",
+    "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+447700900123",
     "country_code": "GB", "payload": {"plan": "pro"}
 }))]
 pub struct CreateContactRequest {
     /// Chatbot the contact belongs to (1–128 characters, no `/`).
+    #[schema(schema_with = crate::openapi::fields::identifier)]
     pub chatbot_id: String,
     /// Channel slug `[a-z0-9_-]{1,32}`.
+    #[schema(schema_with = crate::openapi::fields::channel)]
     pub channel: String,
     /// Optional session to link; a session already linked to a contact is a 409.
+    #[schema(schema_with = crate::openapi::fields::optional_identifier)]
     pub session_id: Option<String>,
     /// Name, trimmed, 1–200 characters; empty means null.
+    #[schema(schema_with = crate::openapi::fields::name)]
     pub name: Option<String>,
     /// Email address.
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: Option<String>,
     /// Phone, E.164 or national with `country_code` as region hint.
+    #[schema(schema_with = crate::openapi::fields::phone)]
     pub phone: Option<String>,
     /// Absolute http(s) URL.
+    #[schema(schema_with = crate::openapi::fields::avatar_url)]
     pub avatar_url: Option<String>,
     /// ISO 3166-1 alpha-2.
+    #[schema(schema_with = crate::openapi::fields::country_code)]
     pub country_code: Option<String>,
     /// IPv4 or IPv6.
+    #[schema(schema_with = crate::openapi::fields::ip_address)]
     pub ip_address: Option<String>,
     /// JSON object, ≤ 16 KiB.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::fields::payload)]
     pub payload: Option<serde_json::Value>,
     /// A consent statement, recorded as the first entry of the consent history.
     pub consent: Option<crate::routes::consent::ConsentRequest>,
@@ -179,7 +188,7 @@ pub async fn create_contact(
     ),
     security(("bearer" = ["contacts:read"]))
 )]
-#[get("/contacts/{id}")]
+#[get("/contacts/{id}", guard = "crate::routes::fallback::not_literal")]
 pub async fn get_contact(
     auth: Auth<Read>,
     pool: web::Data<Pool>,
@@ -200,7 +209,7 @@ pub async fn get_contact(
     tag = "contacts",
     params(
         ("id" = i64, Path, description = "Contact id"),
-        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `*`): delete only that version"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$"#, description = "`\"<version>\"` (or `*`, or a list of tags): delete only that version"),
     ),
     responses(
         (status = 204, description = "Deleted."),
@@ -210,7 +219,7 @@ pub async fn get_contact(
     ),
     security(("bearer" = ["contacts:delete"]))
 )]
-#[delete("/contacts/{id}")]
+#[delete("/contacts/{id}", guard = "crate::routes::fallback::not_literal")]
 pub async fn delete_contact(
     auth: Auth<Delete>,
     pool: web::Data<Pool>,

@@ -20,10 +20,11 @@ pub struct DuplicateParams {
     #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::openapi::fields::cursor)]
     pub cursor: Option<String>,
     /// Only `email` or only `phone` groups (default both: email groups first).
     #[serde(rename = "match")]
-    #[param(rename = "match")]
+    #[param(rename = "match", schema_with = match_kind)]
     pub match_: Option<String>,
 }
 
@@ -39,6 +40,16 @@ pub struct DuplicateGroup {
     pub value: String,
     /// The contacts sharing it, ascending.
     pub contact_ids: Vec<i64>,
+}
+
+fn match_kind() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .description(Some(
+            "Only `email` or only `phone` groups (default both: email groups first).",
+        ))
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["email", "phone"]))
+        .build()
 }
 
 /// A page of groups.

@@ -12,6 +12,7 @@ use crate::auth::{Auth, Export};
 use crate::db::{with_conn, Pool};
 use crate::error::ApiError;
 use crate::extract::Query2;
+use crate::limits::{ExportSlot, Limiter};
 use crate::models::Contact;
 use crate::repo::audit;
 use crate::repo::list::{self, ContactFilter, Position, Sort};
@@ -46,11 +47,20 @@ pub const CSV_COLUMNS: [&str; 16] = [
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `csv` (default) or `ndjson`.
-    #[param(default = "csv")]
+    #[param(schema_with = export_format)]
     pub format: Option<String>,
     /// Order of the rows, as in the list (default `-id`).
-    #[param(default = "-id")]
+    #[param(schema_with = crate::openapi::fields::sort)]
     pub sort: Option<String>,
+}
+
+fn export_format() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .description(Some("`csv` (default) or `ndjson`."))
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["csv", "ndjson"]))
+        .default(Some("csv".into()))
+        .build()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -145,6 +155,8 @@ struct Batches {
     sort: Sort,
     after: Option<Position>,
     done: bool,
+    /// Held until the stream ends or the client goes away.
+    _slot: ExportSlot,
 }
 
 impl Batches {
@@ -199,6 +211,7 @@ impl Batches {
 pub async fn export_contacts(
     auth: Auth<Export>,
     pool: web::Data<Pool>,
+    limiter: web::Data<Limiter>,
     params: Query2<ExportParams, FilterParams>,
 ) -> Result<HttpResponse, ApiError> {
     let Query2(p, f) = params;
@@ -220,6 +233,7 @@ pub async fn export_contacts(
         sort,
         after: None,
         done: false,
+        _slot: limiter.export_slot(auth.0.account_id)?,
     };
     // The first batch is read before answering, so an unavailable database is a clean 503 and
     // an export that never started leaves no audit row.

@@ -2,6 +2,7 @@
 //! otherwise; both as problem+json.
 
 use actix_web::dev::ResourceDef;
+use actix_web::guard::GuardContext;
 use actix_web::{web, HttpRequest};
 
 use crate::error::ApiError;
@@ -32,11 +33,22 @@ impl RouteTable {
         Self(routes)
     }
 
-    /// The methods allowed on `path`, merged over every pattern that matches it.
+    /// True when a pattern without parameters (`/api/v1/contacts/export`) matches `path`: such
+    /// a path names that route, never an `{id}` of a sibling pattern.
+    pub fn is_literal(&self, path: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(def, _)| !def.pattern().unwrap_or("").contains('{') && def.is_match(path))
+    }
+
+    /// The methods allowed on `path`, merged over every pattern that matches it (only the
+    /// literal pattern's when one matches, as the router prefers it).
     pub fn allowed(&self, path: &str) -> Vec<&'static str> {
+        let literal = self.is_literal(path);
         let mut out: Vec<&'static str> = Vec::new();
         for (def, methods) in &self.0 {
-            if def.is_match(path) {
+            let parametric = def.pattern().unwrap_or("").contains('{');
+            if def.is_match(path) && !(literal && parametric) {
                 for m in methods {
                     if !out.contains(m) {
                         out.push(m);
@@ -59,4 +71,11 @@ pub async fn unmatched(
     } else {
         ApiError::MethodNotAllowed(allowed.join(", "))
     })
+}
+
+/// Guard of the `/contacts/{id}` routes: they do not take a path that names a literal route
+/// (`PATCH /contacts/export` is a 405 with `Allow: GET`, not a 400 about the id `export`).
+pub fn not_literal(ctx: &GuardContext<'_>) -> bool {
+    ctx.app_data::<web::Data<RouteTable>>()
+        .is_none_or(|table| !table.is_literal(ctx.head().uri.path()))
 }

@@ -16,20 +16,28 @@ use crate::validate;
 pub struct FilterParams {
     /// Case-insensitive substring of name, email or phone (phones are E.164, e.g. `+4477`); an
     /// integer also matches the id. 1–200 characters.
+    #[param(schema_with = crate::openapi::fields::search)]
     pub q: Option<String>,
-    /// Channels, comma-separated (`whatsapp,telegram`).
+    /// Channels, comma-separated (`whatsapp,telegram`), 1 to 100.
+    #[param(schema_with = crate::openapi::fields::channel_list)]
     pub channel: Option<String>,
-    /// Chatbot ids, comma-separated.
+    /// Chatbot ids, comma-separated, 1 to 100.
+    #[param(schema_with = crate::openapi::fields::chatbot_list)]
     pub chatbot_id: Option<String>,
-    /// ISO 3166-1 alpha-2 codes, comma-separated.
+    /// ISO 3166-1 alpha-2 codes, comma-separated, 1 to 100.
+    #[param(schema_with = crate::openapi::fields::country_list)]
     pub country_code: Option<String>,
     /// Created at or after.
+    #[param(schema_with = created_from_schema)]
     pub created_from: Option<String>,
     /// Created before.
+    #[param(schema_with = created_to_schema)]
     pub created_to: Option<String>,
     /// Last seen at or after.
+    #[param(schema_with = last_seen_from_schema)]
     pub last_seen_from: Option<String>,
     /// Last seen before.
+    #[param(schema_with = last_seen_to_schema)]
     pub last_seen_to: Option<String>,
     /// With (`true`) or without (`false`) an email.
     pub has_email: Option<bool>,
@@ -37,6 +45,22 @@ pub struct FilterParams {
     pub has_phone: Option<bool>,
     /// More than one session (`true`), or at most one (`false`).
     pub returning: Option<bool>,
+}
+
+fn created_from_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::openapi::fields::time("Created at or after.")
+}
+
+fn created_to_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::openapi::fields::time("Created before.")
+}
+
+fn last_seen_from_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::openapi::fields::time("Last seen at or after.")
+}
+
+fn last_seen_to_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::openapi::fields::time("Last seen before.")
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {

@@ -21,11 +21,12 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page; valid only with the same `sort` and filters.
+    #[param(schema_with = crate::openapi::fields::cursor)]
     pub cursor: Option<String>,
     /// `-id` (default), `id`, `created_at`, `-created_at`, `last_seen_at`, `-last_seen_at`,
     /// `name`, `-name`. Ties are broken by id; `name` is case-insensitive with unnamed contacts
     /// last, and `-name` is its exact reverse.
-    #[param(default = "-id")]
+    #[param(schema_with = crate::openapi::fields::sort)]
     pub sort: Option<String>,
     /// Also count every matching contact (`total`); costs a count over the matches.
     pub include_total: Option<bool>,

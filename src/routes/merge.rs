@@ -16,12 +16,23 @@ use crate::routes::contacts::contact_response;
 /// Most sources in one merge.
 pub const MAX_SOURCES: usize = 100;
 
+fn source_ids() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let schema = serde_json::json!({
+        "description": "1 to 100 distinct ids of contacts of this account, other than the target.",
+        "type": "array", "minItems": 1, "maxItems": MAX_SOURCES, "uniqueItems": true,
+        "items": {"type": "integer", "format": "int64"}
+    });
+    utoipa::openapi::RefOr::T(serde_json::from_value(schema).expect("a valid schema"))
+}
+
 /// Body of the merge.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"source_ids": [1043, 1077]}))]
 pub struct MergeRequest {
     /// 1 to 100 distinct ids of contacts of this account, other than the target.
+    #[schema(schema_with = source_ids)]
+    #[serde(deserialize_with = "crate::extract::integral_vec")]
     pub source_ids: Vec<i64>,
 }
 

@@ -31,27 +31,27 @@ where
 pub struct ContactPatch {
     /// New name; null clears.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::openapi::fields::name)]
     pub name: Option<Option<String>>,
     /// New email; null clears.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: Option<Option<String>>,
     /// New phone (national numbers use the new or stored `country_code`); null clears.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::openapi::fields::phone)]
     pub phone: Option<Option<String>>,
     /// New avatar URL; null clears.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::openapi::fields::avatar_url)]
     pub avatar_url: Option<Option<String>>,
     /// New country; null clears.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::openapi::fields::country_code)]
     pub country_code: Option<Option<String>>,
     /// Merge patch applied to the stored payload; null clears it to `{}`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::fields::payload)]
     pub payload: Option<Option<serde_json::Value>>,
 }
 
@@ -132,7 +132,7 @@ fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, Ap
     tag = "contacts",
     params(
         ("id" = i64, Path, description = "Contact id"),
-        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` (or `*`): apply only to that version"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$"#, description = "`\"<version>\"` (or `*`, or a list of tags): apply only to that version"),
     ),
     request_body(
         description = "A merge patch: `application/merge-patch+json` or `application/json`.",
@@ -150,7 +150,7 @@ fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, Ap
     ),
     security(("bearer" = ["contacts:write"]))
 )]
-#[patch("/contacts/{id}")]
+#[patch("/contacts/{id}", guard = "crate::routes::fallback::not_literal")]
 pub async fn update_contact(
     auth: Auth<Write>,
     pool: web::Data<Pool>,

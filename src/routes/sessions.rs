@@ -10,6 +10,7 @@ use crate::auth::{Auth, Read, Upsert};
 use crate::db::{with_conn, Pool};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Query};
+use crate::metrics::Metrics;
 use crate::models::{Contact, ContactSession};
 use crate::repo::{contacts, sessions};
 use crate::routes::contacts::contact_response;
@@ -25,21 +26,28 @@ use crate::validate::{self, Check};
 }))]
 pub struct UpsertContactRequest {
     /// Channel slug of this interaction, `[a-z0-9_-]{1,32}` (`website`, `whatsapp`, ...).
+    #[schema(schema_with = crate::openapi::fields::channel)]
     pub channel: String,
     /// Name; absent, null or empty keeps the stored value.
+    #[schema(schema_with = crate::openapi::fields::name)]
     pub name: Option<String>,
     /// Email; absent, null or empty keeps the stored value.
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: Option<String>,
     /// Phone, E.164 or national with `country_code` (of this request) as region hint.
+    #[schema(schema_with = crate::openapi::fields::phone)]
     pub phone: Option<String>,
     /// Absolute http(s) URL.
+    #[schema(schema_with = crate::openapi::fields::avatar_url)]
     pub avatar_url: Option<String>,
     /// ISO 3166-1 alpha-2.
+    #[schema(schema_with = crate::openapi::fields::country_code)]
     pub country_code: Option<String>,
     /// IPv4 or IPv6 of the visitor.
+    #[schema(schema_with = crate::openapi::fields::ip_address)]
     pub ip_address: Option<String>,
     /// JSON object (≤ 16 KiB) merged key by key into the stored payload.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::openapi::fields::payload)]
     pub payload: Option<serde_json::Value>,
     /// A consent statement; a change is appended to the contact's consent history.
     pub consent: Option<crate::routes::consent::ConsentRequest>,
@@ -55,8 +63,8 @@ pub struct UpsertContactRequest {
 #[utoipa::path(
     tag = "sessions",
     params(
-        ("chatbot_id" = String, Path, description = "Chatbot id (1–128 characters, no `/`)"),
-        ("session_id" = String, Path, description = "The chatbot's session id (1–128 characters, no `/`)"),
+        ("chatbot_id" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^/\x00-\x1f\x7f-\x9f]+$", description = "Chatbot id (1–128 characters, no `/`, no control characters)"),
+        ("session_id" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^/\x00-\x1f\x7f-\x9f]+$", description = "The chatbot's session id (1–128 characters, no `/`, no control characters)"),
     ),
     request_body(content = UpsertContactRequest, content_type = "application/json"),
     responses(
@@ -72,6 +80,7 @@ pub struct UpsertContactRequest {
 pub async fn upsert_session_contact(
     auth: Auth<Upsert>,
     pool: web::Data<Pool>,
+    metrics: web::Data<Metrics>,
     path: web::Path<(String, String)>,
     body: Body<UpsertContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -92,6 +101,7 @@ pub async fn upsert_session_contact(
         })?)
     })
     .await?;
+    metrics.upserted(created.into(), (!created).into());
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -152,6 +162,7 @@ pub struct SessionListParams {
     #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = crate::openapi::fields::cursor)]
     pub cursor: Option<String>,
 }
 

@@ -16,6 +16,8 @@ use crate::repo::retention;
 #[schema(example = json!({"days": 365}))]
 pub struct Retention {
     /// Contacts not seen for this many days (1–36500) are deleted; null keeps them forever.
+    #[schema(minimum = 1, maximum = 36500)]
+    #[serde(default, deserialize_with = "crate::extract::integral_opt_i32")]
     pub days: Option<i32>,
 }
 

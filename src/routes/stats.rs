@@ -21,13 +21,37 @@ const MAX_BUCKETS: usize = 1000;
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// Growth bucket: `day` (default), `week` (ISO weeks from Monday) or `month`, in UTC.
-    #[param(default = "day")]
+    #[param(schema_with = interval)]
     pub interval: Option<String>,
     /// Start of the growth series (RFC 3339 or YYYY-MM-DD), rounded down to its bucket;
     /// default: 30 days, 12 weeks or 12 months before `to`.
+    #[param(schema_with = from_schema)]
     pub from: Option<String>,
     /// End of the growth series, exclusive; default: now.
+    #[param(schema_with = to_schema)]
     pub to: Option<String>,
+}
+
+fn from_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::openapi::fields::time(
+        "Start of the growth series, rounded down to its bucket; before `to`, at most 1000 \
+         buckets earlier (else 400); default: 30 days, 12 weeks or 12 months before `to`.",
+    )
+}
+
+fn to_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    crate::openapi::fields::time("End of the growth series, exclusive; default: now.")
+}
+
+fn interval() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .description(Some(
+            "Growth bucket: `day` (default), `week` (ISO weeks from Monday) or `month`, in UTC.",
+        ))
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["day", "week", "month"]))
+        .default(Some("day".into()))
+        .build()
 }
 
 /// Contacts of one channel.
@@ -154,7 +178,10 @@ fn ratio(part: i64, total: i64) -> f64 {
 /// session), `avg_sessions_per_contact`, their `rates`, `by_channel` and `by_chatbot` (of each
 /// contact's latest session, most first), and `growth`: contacts created per `interval` bucket
 /// from `from` (rounded down to its bucket) to `to`, empty buckets included, in UTC. Exact for
-/// the data at the time of the request (one pass over the matching contacts).
+/// the data at the time of the request: read from per-day rollups (plus the changes that
+/// triggers recorded in the same transaction as every write and that are not folded into them
+/// yet) when the filters are channel, chatbot and creation bounds at UTC midnight (and `to` is
+/// omitted or at midnight); counted from the contacts otherwise.
 #[utoipa::path(
     tag = "contacts",
     params(StatsParams, FilterParams),
@@ -179,7 +206,8 @@ pub async fn get_contact_stats(
             })
         }
     };
-    let to = time("to", &p.to)?.unwrap_or_else(Utc::now);
+    let given_to = time("to", &p.to)?;
+    let to = given_to.unwrap_or_else(Utc::now);
     let from = match time("from", &p.from)? {
         Some(t) => t,
         None => match interval {
@@ -212,7 +240,10 @@ pub async fn get_contact_stats(
     let filter = f.to_filter()?;
     let account = auth.0.account_id;
     let rows = with_conn(&pool, move |conn| {
-        Ok(stats::rows(conn, account, &filter, interval, from, to)?)
+        match stats::rows_from_rollups(conn, account, &filter, interval, from, given_to)? {
+            Some(rows) => Ok(rows),
+            None => Ok(stats::rows(conn, account, &filter, interval, from, to)?),
+        }
     })
     .await?;
 

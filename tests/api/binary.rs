@@ -1,7 +1,7 @@
 //! The real binary: configuration errors, database creation at start, and a request over TCP.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,16 +9,6 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 
 use crate::helpers::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_contacts-api");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A minimal HTTP/1.1 exchange: (status, headers, body).
 fn http(
@@ -105,15 +95,17 @@ fn serve_creates_and_migrates_its_database_then_answers_with_a_minted_token() {
     let name = format!("contacts_bin_{}", uuid::Uuid::new_v4().simple());
     let url = url_for(&name);
     let port = free_port();
+    let log_path = std::env::temp_dir().join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
     let server = Server(
         command()
             .arg("serve")
             .env("DATABASE_URL", &url)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap(),
     );
@@ -174,6 +166,31 @@ fn serve_creates_and_migrates_its_database_then_answers_with_a_minted_token() {
     assert!(head.contains("content-type: application/problem+json"));
 
     drop(server);
+    // One structured access line per request, and no token or personal data anywhere.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let access = log
+        .lines()
+        .find(|l| l.contains("method=PUT"))
+        .unwrap_or_else(|| panic!("no access line for the upsert in\n{log}"));
+    for part in [
+        "request_id=",
+        "account=3",
+        "route=/api/v1/chatbots/{chatbot_id}/sessions/{session_id}/contact",
+        "status=201",
+        "duration_ms=",
+    ] {
+        assert!(access.contains(part), "`{part}` missing from {access}");
+    }
+    for secret in [
+        token.as_str(),
+        "Ada",
+        "Lovelace",
+        "447700900123",
+        "support-bot",
+    ] {
+        assert!(!log.contains(secret), "the log holds `{secret}`:\n{log}");
+    }
     diesel::PgConnection::establish(&url_for("postgres"))
         .unwrap()
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -130,7 +130,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .expect("clone template");
         let url = url_for(&name);
-        let pool = db::build_pool(&url, 20);
+        let pool = db::build_pool(&url, 20, &Default::default());
         Self { name, url, pool }
     }
 
@@ -284,9 +284,33 @@ pub async fn spawn_full(
     >,
 > {
     let mut db = TestDb::new();
-    db.pool = db::build_pool(&db.url, pool_size);
+    db.pool = db::build_pool(&db.url, pool_size, &Default::default());
     let state = AppState::new(db.pool.clone(), TokenVerifier::new(&jwt).expect("keys"));
     let svc = test::init_service(app(state)).await;
+    TestApp { db, svc }
+}
+
+/// The app with the default JWT settings, custom limits, and extra routes (e.g. a handler that
+/// panics) registered inside the same middleware.
+pub async fn spawn_custom(
+    limits: contacts_api::config::Limits,
+    extra: impl FnOnce(&mut actix_web::web::ServiceConfig),
+) -> TestApp<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    let mut db = TestDb::new();
+    db.pool = db::build_pool(&db.url, 20, &limits);
+    let jwt = JwtConfig {
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let verifier = TokenVerifier::new(&jwt).expect("keys");
+    let state = AppState::with_limits(db.pool.clone(), verifier, limits);
+    let svc = test::init_service(app(state).configure(extra)).await;
     TestApp { db, svc }
 }
 
@@ -297,7 +321,17 @@ where
 {
     /// Sends a request and reads the whole response.
     pub async fn send(&self, req: TestRequest) -> Resp {
-        let res = test::call_service(&self.svc, req.to_request()).await;
+        self.send_request(req.to_request()).await
+    }
+
+    /// Sends a request without reading its body (a streaming response keeps running).
+    pub async fn send_raw(&self, req: TestRequest) -> ServiceResponse<B> {
+        test::call_service(&self.svc, req.to_request()).await
+    }
+
+    /// Sends a prepared request (e.g. with a custom payload) and reads the whole response.
+    pub async fn send_request(&self, req: actix_http::Request) -> Resp {
+        let res = test::call_service(&self.svc, req).await;
         let status = res.status();
         let headers = res.headers().clone();
         let body = test::read_body(res).await;
@@ -381,4 +415,16 @@ pub fn now() -> i64 {
 /// Path of a test fixture.
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real binary, for tests that run it as a process.
+pub const BIN: &str = env!("CARGO_BIN_EXE_contacts-api");
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

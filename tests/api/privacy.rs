@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1681,8 +1681,6 @@ fn two_concurrent_retention_passes_delete_each_expired_contact_exactly_once() {
 // ---------------------------------------------------------------------------------------------
 // Two real server processes
 
-const BIN: &str = env!("CARGO_BIN_EXE_contacts-api");
-
 struct Server(Child);
 
 impl Drop for Server {
@@ -1690,14 +1688,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_server(url: &str, port: u16) -> Server {
