@@ -226,3 +226,5 @@ pub fn document_json() -> String {
 
 /// Schemas of the request fields whose rules JSON Schema can state.
 pub mod fields;
+#[cfg(test)]
+mod fields_check;

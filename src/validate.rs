@@ -27,11 +27,36 @@ fn no_nul(s: &str) -> Rule<()> {
     }
 }
 
-/// Trims; empty means absent (`None`).
-fn trimmed(s: &str) -> Rule<Option<&str>> {
+/// The whitespace that text fields are trimmed of: JSON's own (space, tab, CR, LF), and only
+/// it, so that the OpenAPI patterns state exactly what is accepted (`^[ \t\r\n]*...[ \t\r\n]*$`,
+/// see `openapi::fields`). Other Unicode spaces stay part of the value; other controls (U+000B,
+/// U+000C, U+0085, which `str::trim` would also strip) are refused by the field rules.
+pub fn trim_blank(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\r', '\n'])
+}
+
+/// Trims; empty means absent (`None`). `max` characters apply to the value as sent (edges
+/// included) as the schemas' `maxLength` does; `name` and the short texts count the trimmed
+/// value instead (their patterns bound it), see `max_trimmed`.
+fn trimmed(s: &str, max: usize) -> Rule<Option<&str>> {
     no_nul(s)?;
-    let t = s.trim();
-    Ok((!t.is_empty()).then_some(t))
+    let t = trim_blank(s);
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if s.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    Ok(Some(t))
+}
+
+/// Like `trimmed`, but `max` counts the trimmed value.
+fn max_trimmed(s: &str, max: usize) -> Rule<Option<&str>> {
+    let t = trimmed(s, usize::MAX)?;
+    if t.is_some_and(|t| t.chars().count() > max) {
+        return Err(format!("must be at most {max} characters"));
+    }
+    Ok(t)
 }
 
 /// Unicode noncharacters (U+FDD0–U+FDEF, U+xFFFE, U+xFFFF) are never text; U+10FFFF also
@@ -43,27 +68,33 @@ fn is_noncharacter(c: char) -> bool {
 
 /// `name`: trimmed, 1–200 characters, no control characters or noncharacters.
 pub fn name(s: &str) -> Rule<Option<String>> {
-    let Some(t) = trimmed(s)? else {
+    let Some(t) = max_trimmed(s, 200)? else {
         return Ok(None);
     };
-    if t.chars().count() > 200 {
-        return Err("must be at most 200 characters".into());
-    }
     if t.chars().any(|c| c.is_control() || is_noncharacter(c)) {
         return Err("must not contain control characters or Unicode noncharacters".into());
     }
     Ok(Some(t.to_string()))
 }
 
+/// A short free text (consent `source`, `text_version`): trimmed, 1–200 characters, no control
+/// characters.
+pub fn short_text(s: &str) -> Rule<Option<String>> {
+    let Some(t) = max_trimmed(s, 200)? else {
+        return Ok(None);
+    };
+    if t.chars().any(char::is_control) {
+        return Err("must be 1 to 200 characters without control characters".into());
+    }
+    Ok(Some(t.to_string()))
+}
+
 /// `email`: trimmed, at most 254 characters, `local@domain` with a dotted domain.
 pub fn email(s: &str) -> Rule<Option<String>> {
-    let Some(t) = trimmed(s)? else {
+    let Some(t) = trimmed(s, 254)? else {
         return Ok(None);
     };
     let bad = || Err("not a valid email address".to_string());
-    if t.len() > 254 {
-        return Err("must be at most 254 characters".into());
-    }
     let Some((local, domain)) = t.rsplit_once('@') else {
         return bad();
     };
@@ -94,7 +125,7 @@ pub fn email(s: &str) -> Rule<Option<String>> {
 
 /// `country_code`: ISO 3166-1 alpha-2, returned upper case.
 pub fn country_code(s: &str) -> Rule<Option<String>> {
-    let Some(t) = trimmed(s)? else {
+    let Some(t) = trimmed(s, usize::MAX)? else {
         return Ok(None);
     };
     let up = t.to_ascii_uppercase();
@@ -107,12 +138,9 @@ pub fn country_code(s: &str) -> Rule<Option<String>> {
 
 /// `phone`: parsed with `region` as the hint for national numbers, returned in E.164.
 pub fn phone(s: &str, region: Option<&str>) -> Rule<Option<String>> {
-    let Some(t) = trimmed(s)? else {
+    let Some(t) = trimmed(s, 64)? else {
         return Ok(None);
     };
-    if t.len() > 64 {
-        return Err("must be at most 64 characters".into());
-    }
     let hint = region.and_then(|r| r.parse::<phonenumber::country::Id>().ok());
     if hint.is_none() && !t.starts_with('+') && !t.starts_with("00") {
         return Err(
@@ -137,7 +165,7 @@ pub fn phone(s: &str, region: Option<&str>) -> Rule<Option<String>> {
 
 /// `ip_address`: IPv4 or IPv6, returned in canonical text form.
 pub fn ip_address(s: &str) -> Rule<Option<String>> {
-    let Some(t) = trimmed(s)? else {
+    let Some(t) = trimmed(s, usize::MAX)? else {
         return Ok(None);
     };
     t.parse::<std::net::IpAddr>()
@@ -147,12 +175,9 @@ pub fn ip_address(s: &str) -> Rule<Option<String>> {
 
 /// `avatar_url`: absolute http(s) URL with a host, at most 2048 characters.
 pub fn avatar_url(s: &str) -> Rule<Option<String>> {
-    let Some(t) = trimmed(s)? else {
+    let Some(t) = trimmed(s, 2048)? else {
         return Ok(None);
     };
-    if t.len() > 2048 {
-        return Err("must be at most 2048 characters".into());
-    }
     if !avatar_url_shape(t) {
         return Err(
             "not an absolute http or https URL with a host name (no spaces, quotes or control \
@@ -211,7 +236,7 @@ fn avatar_url_shape(t: &str) -> bool {
 /// `channel`: a slug `[a-z0-9_-]{1,32}`; upper case input is lowered.
 pub fn channel(s: &str) -> Rule<String> {
     no_nul(s)?;
-    let t = s.trim().to_ascii_lowercase();
+    let t = trim_blank(s).to_ascii_lowercase();
     let ok = (1..=32).contains(&t.len())
         && t.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');

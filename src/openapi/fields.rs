@@ -14,8 +14,26 @@ fn schema(v: Value) -> RefOr<Schema> {
     RefOr::T(serde_json::from_value(v).expect("a valid schema"))
 }
 
+/// The whitespace the service trims from text fields (`validate::trim_blank`), any number of
+/// times: patterns allow it around the value, and `maxLength` counts it, as the service does.
+const EDGE: &str = "[ \\t\\r\\n]*";
+
+/// `^` EDGE `core` EDGE `$`: a value the service accepts after trimming.
+fn padded(core: &str) -> String {
+    format!("^{EDGE}{core}{EDGE}$")
+}
+
+/// Text of 1 to `max` characters once trimmed, without controls (nor the characters `also`):
+/// it starts and ends with a character other than a space, which is why no `maxLength`
+/// (that would count the spaces around it, which the service does not).
+fn trimmed_text(max: usize, also: &str) -> String {
+    let inner = format!("[^{CONTROLS}{also}]");
+    let end = format!("[^ {CONTROLS}{also}]");
+    padded(&format!("{end}({inner}{{0,{}}}{end})?", max - 2))
+}
+
 fn blank() -> Value {
-    json!({"type": "string", "pattern": "^[ \\t\\r\\n]*$"})
+    json!({"type": "string", "pattern": format!("^{EDGE}$")})
 }
 
 /// An optional contact field: the value, a blank string (no value) or null.
@@ -32,8 +50,7 @@ pub fn country_codes() -> Vec<&'static str> {
 /// `name`: at most 200 characters (after trimming), no control characters.
 pub fn name() -> RefOr<Schema> {
     optional(
-        json!({"type": "string", "maxLength": 200,
-               "pattern": format!("^[^{CONTROLS}\\ufdd0-\\ufdef\\ufffe\\uffff]*$")}),
+        json!({"type": "string", "pattern": trimmed_text(200, "\\ufdd0-\\ufdef\\ufffe\\uffff")}),
         "Name, trimmed, 1–200 characters without control characters; blank means no value.",
     )
 }
@@ -59,8 +76,9 @@ pub fn phone() -> RefOr<Schema> {
 pub fn avatar_url() -> RefOr<Schema> {
     optional(
         json!({"type": "string", "maxLength": 2048,
-               "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*\
-                           (:[0-9]{1,4})?([/?#][!#-~\\u00a1-\\ud7ff\\ue000-\\ufffd]*)?$"}),
+               "pattern": padded(
+                   "[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*\
+                    (:[0-9]{1,4})?([/?#][!#-~\\u00a1-\\ud7ff\\ue000-\\ufffd]*)?")}),
         "Absolute `http` or `https` URL with a host name (not an IP address), an optional \
          port, and no spaces, quotes or control characters; at most 2048 characters; never \
          fetched. Blank means no value.",
@@ -85,7 +103,7 @@ pub fn ip_address() -> RefOr<Schema> {
 }
 
 fn channel_value() -> Value {
-    json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"})
+    json!({"type": "string", "pattern": padded("[A-Za-z0-9_-]{1,32}")})
 }
 
 /// `channel`: a slug.
@@ -122,7 +140,7 @@ pub fn optional_identifier() -> RefOr<Schema> {
 /// A short consent text (`source`, `text_version`).
 pub fn short_text() -> RefOr<Schema> {
     optional(
-        json!({"type": "string", "maxLength": 200, "pattern": format!("^[^{CONTROLS}]*$")}),
+        json!({"type": "string", "pattern": trimmed_text(200, "")}),
         "1–200 characters without control characters, trimmed; blank means none.",
     )
 }
@@ -172,7 +190,7 @@ pub fn search() -> RefOr<Schema> {
                                   E.164, e.g. `+4477`); an integer also matches the id. 1–200 \
                                   characters, not blank.",
                   "type": "string", "minLength": 1, "maxLength": 200,
-                  "pattern": format!("^[^{CONTROLS}]*[^\\s{CONTROLS}][^{CONTROLS}]*$")}),
+                  "pattern": format!("^[^{CONTROLS}]*[^ {CONTROLS}][^{CONTROLS}]*$")}),
     )
 }
 
@@ -195,8 +213,9 @@ pub fn channel_list() -> RefOr<Schema> {
 pub fn chatbot_list() -> RefOr<Schema> {
     list_of(
         "Chatbot ids, comma-separated, 1 to 100.",
-        json!({"type": "string", "minLength": 1, "maxLength": 128,
-                   "pattern": format!("^[^,/\\s{CONTROLS}]([^,/{CONTROLS}]*[^,/\\s{CONTROLS}])?$")}),
+        // 1–128 characters once trimmed (as the service counts them), hence no maxLength.
+        json!({"type": "string",
+                   "pattern": padded(&format!("[^,/ {CONTROLS}]([^,/{CONTROLS}]{{0,126}}[^,/ {CONTROLS}])?"))}),
     )
 }
 
@@ -319,10 +338,4 @@ pub fn refine(components: &mut utoipa::openapi::Components) {
                 "country_code": serde_json::to_value(country_code()).expect("schema serialises")}}
         ]}),
     );
-}
-
-/// Free text filter (`actor`): 1–200 characters without control characters.
-pub fn text_filter() -> RefOr<Schema> {
-    schema(json!({"type": "string", "minLength": 1, "maxLength": 200,
-                  "pattern": format!("^[^{CONTROLS}]+$")}))
 }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::repo::consent::ConsentInput;
-use crate::validate::Check;
+use crate::validate::{self, Check};
 
 /// A consent statement (GDPR art. 7(1)): every change is appended to the contact's history
 /// with its time and the token's `sub`; repeating the current consent records nothing.
@@ -23,18 +23,6 @@ pub struct ConsentRequest {
     pub text_version: Option<String>,
 }
 
-fn short_text(check: &mut Check, field: &str, v: &Option<String>) -> Option<String> {
-    let t = v.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
-    if t.chars().count() > 200 || t.chars().any(char::is_control) {
-        check.fail(
-            field,
-            "must be 1 to 200 characters without control characters",
-        );
-        return None;
-    }
-    Some(t.to_string())
-}
-
 impl ConsentRequest {
     /// Checks the statement; failures are recorded in `check` under `consent.*`.
     pub fn to_input(&self, check: &mut Check) -> ConsentInput {
@@ -43,8 +31,16 @@ impl ConsentRequest {
         }
         ConsentInput {
             status: self.status.clone(),
-            source: short_text(check, "consent.source", &self.source),
-            text_version: short_text(check, "consent.text_version", &self.text_version),
+            source: check.opt(
+                "consent.source",
+                self.source.as_deref(),
+                validate::short_text,
+            ),
+            text_version: check.opt(
+                "consent.text_version",
+                self.text_version.as_deref(),
+                validate::short_text,
+            ),
         }
     }
 }

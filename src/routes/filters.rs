@@ -78,7 +78,9 @@ fn list(
     let Some(v) = value else { return Ok(None) };
     let items: Result<Vec<String>, ApiError> = v
         .split(',')
-        .map(|item| rule(item.trim()).map_err(|m| bad(field, format!("`{item}`: {m}"))))
+        .map(|item| {
+            rule(validate::trim_blank(item)).map_err(|m| bad(field, format!("`{item}`: {m}")))
+        })
         .collect();
     let items = items?;
     if items.is_empty() || items.len() > 100 {
@@ -110,8 +112,10 @@ impl FilterParams {
         let q = match &self.q {
             None => None,
             Some(q) => {
-                let t = q.trim();
-                if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+                // Only spaces are trimmed: the schema refuses every control character, so a
+                // tab or newline around the term is an error here too.
+                let t = q.trim_matches(' ');
+                if t.is_empty() || q.chars().count() > 200 || q.chars().any(char::is_control) {
                     return Err(bad(
                         "q",
                         "must be 1 to 200 characters without control characters",

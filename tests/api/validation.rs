@@ -185,6 +185,13 @@ async fn name_is_trimmed_at_most_200_characters_and_empty_means_null() {
         (json!("a".repeat(201)), Rejected),
         (json!("é".repeat(201)), Rejected),
         (json!("Ada\u{7}"), Rejected),
+        // Only JSON whitespace is trimmed (as the schema's pattern says): other controls at
+        // the edges are refused (the contract fuzzer's find: U+0085 was trimmed by
+        // `str::trim`), other Unicode spaces are kept.
+        (json!("\tAda\r\n"), Stored(json!("Ada"))),
+        (json!("\u{85}Ada"), Rejected),
+        (json!("Ada\u{b}"), Rejected),
+        (json!("\u{3000}Ada"), Stored(json!("\u{3000}Ada"))),
     ] {
         check_field(&app, "name", input, none.clone(), want, true).await;
     }
