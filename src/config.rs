@@ -53,6 +53,9 @@ pub struct Limits {
     pub lock_timeout: Duration,
     /// How long a client may take to send its request headers, and then its body.
     pub client_timeout: Duration,
+    /// Session upsert statements in flight per account and token; upserts beyond wait and are
+    /// written together (group commit, `coalesce`); 0 writes each alone.
+    pub upsert_lanes: u32,
 }
 
 impl Default for Limits {
@@ -64,6 +67,7 @@ impl Default for Limits {
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(5),
             client_timeout: Duration::from_secs(10),
+            upsert_lanes: 2,
         }
     }
 }
@@ -71,7 +75,7 @@ impl Default for Limits {
 impl Limits {
     /// Reads `RATE_LIMIT_UPSERTS_PER_MINUTE`, `RATE_LIMIT_REQUESTS_PER_MINUTE`,
     /// `EXPORTS_PER_ACCOUNT`, `DATABASE_STATEMENT_TIMEOUT_SECONDS`,
-    /// `DATABASE_LOCK_TIMEOUT_SECONDS` and `CLIENT_TIMEOUT_SECONDS`.
+    /// `DATABASE_LOCK_TIMEOUT_SECONDS`, `CLIENT_TIMEOUT_SECONDS` and `UPSERT_LANES`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         let secs = |name, default: Duration| -> Result<Duration, ConfigError> {
@@ -93,6 +97,7 @@ impl Limits {
             statement_timeout: secs("DATABASE_STATEMENT_TIMEOUT_SECONDS", d.statement_timeout)?,
             lock_timeout: secs("DATABASE_LOCK_TIMEOUT_SECONDS", d.lock_timeout)?,
             client_timeout: secs("CLIENT_TIMEOUT_SECONDS", d.client_timeout)?,
+            upsert_lanes: int_var("UPSERT_LANES", d.upsert_lanes, 0..=64)?,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod coalesce;
 pub mod config;
 pub mod cursor;
 pub mod db;

@@ -44,6 +44,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Latency,
     upserts: Family<OutcomeLabels, Counter>,
+    upsert_groups: Histogram,
     pool_connections: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
@@ -56,6 +57,7 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: Latency = Family::new_with_constructor(latency_histogram);
         let upserts = Family::<OutcomeLabels, Counter>::default();
+        let upsert_groups = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
         let (pool_connections, pool_idle, pool_max, pool_waiting): (Gauge, Gauge, Gauge, Gauge) =
             Default::default();
         registry.register(
@@ -72,6 +74,11 @@ impl Default for Metrics {
             "contacts_upserts",
             "Session upserts (single and batch items) by outcome: created or updated",
             upserts.clone(),
+        );
+        registry.register(
+            "contacts_upsert_group_size",
+            "Single session upserts written per transaction (group commit, UPSERT_LANES)",
+            upsert_groups.clone(),
         );
         let pool_metrics = [
             (
@@ -103,6 +110,7 @@ impl Default for Metrics {
             requests,
             latency,
             upserts,
+            upsert_groups,
             pool_connections,
             pool_idle,
             pool_max,
@@ -116,6 +124,11 @@ impl Metrics {
     pub fn observe(&self, labels: RequestLabels, seconds: f64) {
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
+    }
+
+    /// The histogram of group sizes that the upsert coalescer feeds.
+    pub fn upsert_groups(&self) -> Histogram {
+        self.upsert_groups.clone()
     }
 
     /// Counts upserts that created and updated a contact.

@@ -82,6 +82,8 @@ pub struct AppState {
     pub limiter: web::Data<Limiter>,
     /// Prometheus metrics.
     pub metrics: web::Data<Metrics>,
+    /// Group commit of the session upserts.
+    pub coalescer: web::Data<crate::coalesce::Coalescer>,
 }
 
 impl AppState {
@@ -94,14 +96,18 @@ impl AppState {
     pub fn with_limits(pool: Pool, verifier: TokenVerifier, limits: Limits) -> Self {
         let openapi = crate::openapi::document();
         let routes = fallback::RouteTable::from_openapi(&openapi);
+        let metrics = Metrics::default();
+        let coalescer =
+            crate::coalesce::Coalescer::new(limits.upsert_lanes, metrics.upsert_groups());
         Self {
             pool,
             verifier: web::Data::new(verifier),
             openapi,
             routes: web::Data::new(routes),
             limiter: web::Data::new(Limiter::new(&limits)),
+            coalescer: web::Data::new(coalescer),
             limits: web::Data::new(limits),
-            metrics: web::Data::new(Metrics::default()),
+            metrics: web::Data::new(metrics),
         }
     }
 }
@@ -142,6 +148,7 @@ pub fn app(
         .app_data(state.limits)
         .app_data(state.limiter)
         .app_data(state.metrics)
+        .app_data(state.coalescer)
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", state.openapi))
         .default_service(web::to(fallback::unmatched))

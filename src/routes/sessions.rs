@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Auth, Read, Upsert};
+use crate::coalesce::Coalescer;
 use crate::db::{with_conn, Pool};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Body, Query};
@@ -81,6 +82,7 @@ pub async fn upsert_session_contact(
     auth: Auth<Upsert>,
     pool: web::Data<Pool>,
     metrics: web::Data<Metrics>,
+    coalescer: web::Data<Coalescer>,
     path: web::Path<(String, String)>,
     body: Body<UpsertContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -91,16 +93,10 @@ pub async fn upsert_session_contact(
     check.finish()?;
     auth.0.check_chatbot(&chatbot_id)?;
     let upsert = to_upsert(chatbot_id, session_id, body.0)?;
-    let account = auth.0.account_id;
-    let actor = auth.0.sub.clone();
-    // A deadlock with a concurrent writer of the same rows (a delete locks the contact, then
-    // its sessions) is retried: the statement runs alone, so running it again is safe.
-    let (contact, created) = with_conn(&pool, move |conn| {
-        Ok(crate::db::retry_transient(|| {
-            contacts::upsert_session(conn, account, &upsert, &actor)
-        })?)
-    })
-    .await?;
+    let (contact, created) = coalescer
+        .into_inner()
+        .upsert(&pool, auth.0.account_id, auth.0.sub.clone(), upsert)
+        .await?;
     metrics.upserted(created.into(), (!created).into());
     let status = if created {
         StatusCode::CREATED

@@ -14,6 +14,7 @@ mod duplicates;
 mod errors;
 mod export;
 mod faults;
+mod group_commit;
 mod lifecycle;
 mod limits;
 mod list;
