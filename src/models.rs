@@ -1,7 +1,9 @@
-//! Diesel rows and changesets, one file per table.
+//! Diesel rows and changesets, one file per table, and `rfc3339`, how their timestamps are
+//! written.
 
 pub mod audit;
 pub mod contact;
+pub mod rfc3339;
 pub mod session;
 
 pub use audit::{AuditEvent, ConsentEvent};

@@ -19,6 +19,7 @@ pub struct AuditEvent {
     /// Event id, increasing.
     pub id: i64,
     /// When it happened.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// The token's `sub` (`system:retention` for retention deletes).
     pub actor: String,

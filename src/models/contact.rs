@@ -50,10 +50,13 @@ pub struct Contact {
     /// Number of conversations linked to the contact.
     pub sessions_count: i32,
     /// First interaction.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// Latest change of any kind.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Latest interaction.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub last_seen_at: DateTime<Utc>,
     /// Incremented on every change; sent as `ETag: "<version>"`.
     pub version: i64,

@@ -33,7 +33,9 @@ pub struct ContactSession {
     /// IP address of the latest interaction, when known.
     pub ip_address: Option<String>,
     /// First interaction of the session.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub first_seen_at: DateTime<Utc>,
     /// Latest interaction of the session.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
     pub last_seen_at: DateTime<Utc>,
 }

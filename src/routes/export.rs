@@ -1,10 +1,12 @@
 //! `GET /contacts/export`: every matching contact, streamed as CSV or NDJSON in keyset batches,
 //! so memory stays flat whatever the row count and no connection is held between batches.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
+use actix_web::rt::task::JoinHandle;
 use actix_web::web::Bytes;
 use actix_web::{get, web, HttpResponse};
-use chrono::SecondsFormat;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -13,6 +15,7 @@ use crate::db::{with_conn, Pool};
 use crate::error::ApiError;
 use crate::extract::Query2;
 use crate::limits::{ExportSlot, Limiter};
+use crate::models::rfc3339::Rfc3339;
 use crate::models::Contact;
 use crate::repo::audit;
 use crate::repo::list::{self, ContactFilter, Position, Sort};
@@ -69,6 +72,11 @@ enum Format {
     Ndjson,
 }
 
+/// An optional text cell: empty when null, else neutralised.
+fn text(v: &Option<String>) -> std::borrow::Cow<'_, str> {
+    neutralise(v.as_deref().unwrap_or(""))
+}
+
 /// A cell that a spreadsheet would evaluate as a formula gets a leading `'` (OWASP CSV
 /// injection guidance): `=`, `+`, `-`, `@`, tab and carriage return.
 pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
@@ -77,10 +85,6 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
     } else {
         cell.into()
     }
-}
-
-fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn write_csv(rows: &[Contact], header: bool) -> Result<Vec<u8>, ApiError> {
@@ -92,28 +96,35 @@ fn write_csv(rows: &[Contact], header: bool) -> Result<Vec<u8>, ApiError> {
     if header {
         w.write_record(CSV_COLUMNS).map_err(fail)?;
     }
+    // Cell by cell from borrowed text: no allocation per cell but for the payload's JSON
+    // (one buffer, reused) and the rare neutralised cell.
+    let mut payload = Vec::with_capacity(256);
+    let mut number = itoa::Buffer::new();
     for c in rows {
-        let opt = |v: &Option<String>| neutralise(v.as_deref().unwrap_or("")).into_owned();
-        let payload = c.payload.to_string();
-        w.write_record([
-            c.id.to_string(),
-            opt(&c.name),
-            opt(&c.email),
-            opt(&c.phone),
-            opt(&c.avatar_url),
-            opt(&c.country_code),
-            opt(&c.ip_address),
-            neutralise(&c.channel).into_owned(),
-            neutralise(&c.chatbot_id).into_owned(),
-            opt(&c.session_id),
-            neutralise(&payload).into_owned(),
-            c.sessions_count.to_string(),
-            time(&c.created_at),
-            time(&c.updated_at),
-            time(&c.last_seen_at),
-            c.version.to_string(),
-        ])
-        .map_err(fail)?;
+        w.write_field(number.format(c.id)).map_err(fail)?;
+        for cell in [&c.name, &c.email, &c.phone, &c.avatar_url, &c.country_code] {
+            w.write_field(text(cell).as_bytes()).map_err(fail)?;
+        }
+        w.write_field(text(&c.ip_address).as_bytes())
+            .map_err(fail)?;
+        w.write_field(neutralise(&c.channel).as_bytes())
+            .map_err(fail)?;
+        w.write_field(neutralise(&c.chatbot_id).as_bytes())
+            .map_err(fail)?;
+        w.write_field(text(&c.session_id).as_bytes())
+            .map_err(fail)?;
+        payload.clear();
+        serde_json::to_writer(&mut payload, &c.payload)
+            .map_err(|e| ApiError::internal(format!("csv: {e}")))?;
+        // A JSON object starts with `{`: never a formula.
+        w.write_field(&payload).map_err(fail)?;
+        w.write_field(number.format(c.sessions_count))
+            .map_err(fail)?;
+        for t in [&c.created_at, &c.updated_at, &c.last_seen_at] {
+            w.write_field(Rfc3339::new(t).as_str()).map_err(fail)?;
+        }
+        w.write_field(number.format(c.version)).map_err(fail)?;
+        w.write_record(None::<&[u8]>).map_err(fail)?;
     }
     w.into_inner()
         .map_err(|e| ApiError::internal(format!("csv: {e}")))
@@ -148,40 +159,57 @@ fn filter_names(f: &ContactFilter) -> Vec<&'static str> {
     .collect()
 }
 
-struct Batches {
-    pool: Pool,
-    account: i64,
-    filter: ContactFilter,
-    sort: Sort,
+/// One batch, encoded, and where the next one starts.
+struct Chunk {
+    bytes: Bytes,
     after: Option<Position>,
-    done: bool,
-    /// Held until the stream ends or the client goes away.
-    _slot: ExportSlot,
+    last: bool,
 }
 
-impl Batches {
-    async fn next(&mut self) -> Result<Vec<Contact>, ApiError> {
-        let (account, filter, sort, after) = (
-            self.account,
-            self.filter.clone(),
-            self.sort,
-            self.after.take(),
-        );
-        let rows = with_conn(&self.pool, move |conn| {
-            Ok(list::page(
-                conn,
-                account,
-                &filter,
-                sort,
-                after.as_ref(),
-                BATCH,
-            )?)
+/// What every batch query of one export needs; cloned into each blocking task.
+#[derive(Clone)]
+struct Reader {
+    pool: Pool,
+    account: i64,
+    filter: Arc<ContactFilter>,
+    sort: Sort,
+    format: Format,
+}
+
+impl Reader {
+    /// Reads the batch after `after` and encodes it, both on the blocking pool, so that the
+    /// worker thread only sends.
+    async fn read(self, after: Option<Position>, header: bool) -> Result<Chunk, ApiError> {
+        let pool = self.pool.clone();
+        with_conn(&pool, move |conn| {
+            let (account, sort) = (self.account, self.sort);
+            let rows = list::page(conn, account, &self.filter, sort, after.as_ref(), BATCH)?;
+            let bytes = match self.format {
+                Format::Csv => write_csv(&rows, header)?,
+                Format::Ndjson => write_ndjson(&rows)?,
+            };
+            Ok(Chunk {
+                bytes: Bytes::from(bytes),
+                after: rows.last().map(|c| sort.position(c)),
+                last: (rows.len() as i64) < BATCH,
+            })
         })
-        .await?;
-        self.done = (rows.len() as i64) < BATCH;
-        self.after = rows.last().map(|c| sort.position(c));
-        Ok(rows)
+        .await
     }
+
+    /// Starts reading the batch after `after`, so that it is read while the one before is
+    /// sent. At most one batch waits like this: memory stays at two batches.
+    fn prefetch(&self, after: Option<Position>) -> JoinHandle<Result<Chunk, ApiError>> {
+        actix_web::rt::spawn(self.clone().read(after, false))
+    }
+}
+
+/// The rest of an export: the batch being read, if any.
+struct Rest {
+    reader: Reader,
+    pending: Option<JoinHandle<Result<Chunk, ApiError>>>,
+    /// Held until the stream ends or the client goes away.
+    _slot: ExportSlot,
 }
 
 /// Export contacts.
@@ -226,46 +254,49 @@ pub async fn export_contacts(
         }
     };
     let (_, sort) = parse_sort(&p.sort)?;
-    let mut batches = Batches {
-        pool: pool.get_ref().clone(),
-        account: auth.0.account_id,
-        filter: f.to_filter()?,
-        sort,
-        after: None,
-        done: false,
-        _slot: limiter.export_slot(auth.0.account_id)?,
-    };
-    // The first batch is read before answering, so an unavailable database is a clean 503 and
-    // an export that never started leaves no audit row.
-    let first = batches.next().await?;
+    let filter = f.to_filter()?;
+    let slot = limiter.export_slot(auth.0.account_id)?;
     // Audited before the first byte leaves: the filter names are recorded, never their values
     // (a `q` may be a person's name).
     let event_details = serde_json::json!({
         "format": if format == Format::Csv { "csv" } else { "ndjson" },
-        "filters": filter_names(&batches.filter),
+        "filters": filter_names(&filter),
     });
+    let reader = Reader {
+        pool: pool.get_ref().clone(),
+        account: auth.0.account_id,
+        filter: Arc::new(filter),
+        sort,
+        format,
+    };
+    // The first batch is read before answering, so an unavailable database is a clean 503 and
+    // an export that never started leaves no audit row.
+    let first = reader.clone().read(None, true).await?;
     let (account, actor) = (auth.0.account_id, auth.0.sub.clone());
     with_conn(&pool, move |conn| {
         let event = audit::Event::new(&actor, "contacts.exported", None).details(event_details);
         Ok(audit::record(conn, account, &event)?)
     })
     .await?;
-    let encode = move |rows: &[Contact], first: bool| match format {
-        Format::Csv => write_csv(rows, first),
-        Format::Ndjson => write_ndjson(rows),
+    let rest = Rest {
+        pending: (!first.last).then(|| reader.prefetch(first.after.clone())),
+        reader,
+        _slot: slot,
     };
-    let head = Bytes::from(encode(&first, true)?);
-    let rest = futures_util::stream::unfold(batches, move |mut b| async move {
-        if b.done {
-            return None;
+    let rest = futures_util::stream::unfold(rest, |mut rest| async move {
+        let chunk = match rest.pending.take()?.await {
+            Ok(chunk) => chunk,
+            Err(e) => Err(ApiError::internal(format!("export batch task: {e}"))),
+        };
+        match &chunk {
+            Ok(c) if !c.last => rest.pending = Some(rest.reader.prefetch(c.after.clone())),
+            Ok(_) => {}
+            // Nothing is pending any more: the stream ends after this error.
+            Err(e) => log::error!("export of account {} stopped: {e}", rest.reader.account),
         }
-        let chunk = b.next().await.and_then(|rows| encode(&rows, false));
-        if let Err(e) = &chunk {
-            log::error!("export of account {} stopped: {e}", b.account);
-            b.done = true;
-        }
-        Some((chunk.map(Bytes::from), b))
+        Some((chunk.map(|c| c.bytes), rest))
     });
+    let head = first.bytes;
     let body = futures_util::StreamExt::chain(
         futures_util::stream::once(async move { Ok::<_, ApiError>(head) }),
         rest,
