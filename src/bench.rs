@@ -394,8 +394,15 @@ pub fn upsert_ops() -> Vec<Op> {
         }
         defs.push("p12=bench".into());
         // The session ids vary per transaction; building them costs one small extra query.
+        // Then what the service sends: the batch's transaction, and in it the setting that has
+        // the stats triggers count large batches per statement (`repo::batch`).
+        let stats_mode = if n >= crate::repo::batch::STATEMENT_STATS_MIN {
+            "SET LOCAL contacts.stats_by_statement = on;\n"
+        } else {
+            ""
+        };
         let sql = format!(
-            "\\set r random(1, 1000000000)\nSELECT array_agg('b' || :client_id || '-' || :r || '-' || g) AS p3 FROM generate_series(1, {n}) g \\gset\n{batch}"
+            "\\set r random(1, 1000000000)\nSELECT array_agg('b' || :client_id || '-' || :r || '-' || g) AS p3 FROM generate_series(1, {n}) g \\gset\nBEGIN;\n{stats_mode}{batch}\nCOMMIT;"
         );
         ops.push(Op {
             name: format!("batch upsert x{n}, new sessions"),

@@ -366,3 +366,86 @@ async fn concurrent_upserts_keep_the_rollups_exact() {
     }
     assert_rollups_exact(&app.db, 1, "after concurrent upserts");
 }
+
+/// One batch-upsert item of `session`.
+fn item(session: usize, channel: &str, email: bool, name: bool) -> Value {
+    json!({
+        "chatbot_id": if session % 2 == 0 { "support" } else { "sales" },
+        "session_id": format!("big{session}"),
+        "channel": channel,
+        "email": email.then(|| format!("p{session}@example.com")),
+        "phone": (session % 4 == 0).then(|| format!("+4477009{:05}", 100 + session)),
+        "name": name.then(|| format!("P{session}")),
+    })
+}
+
+#[actix_web::test]
+async fn a_large_batch_counts_its_rows_once_per_statement_and_stays_exact() {
+    let app = spawn().await;
+    let t = token(1, ALL);
+    let n = contacts_api::repo::batch::STATEMENT_STATS_MIN + 8;
+    // New contacts in two groups (support/whatsapp, sales/website), some with email and name.
+    let items: Vec<Value> = (0..n)
+        .map(|s| {
+            let channel = if s % 2 == 0 { "whatsapp" } else { "website" };
+            item(s, channel, s % 3 == 0, s % 5 == 0)
+        })
+        .collect();
+    post(
+        &app,
+        &t,
+        "/api/v1/contacts/batch-upsert",
+        json!({ "items": items }),
+    )
+    .await
+    .ok(200);
+    assert_eq!(deltas(&app.db), 2, "one delta per group, not one per row");
+    assert_rollups_exact(&app.db, 1, "after a large batch of new contacts");
+
+    // The same sessions again: a third move to telegram (their figures leave one group for
+    // another), a third gain an email, the rest change nothing; sessions 0-4 come twice (a
+    // second round, in the same transaction), and four sessions are new.
+    let mut items: Vec<Value> = (0..n + 4)
+        .map(|s| {
+            let channel = match s % 3 {
+                0 => "telegram",
+                _ if s % 2 == 0 => "whatsapp",
+                _ => "website",
+            };
+            item(s, channel, s % 3 == 1 || s % 3 == 0, false)
+        })
+        .collect();
+    items.extend((0..5).map(|s| item(s, "instagram", true, true)));
+    let r = post(
+        &app,
+        &t,
+        "/api/v1/contacts/batch-upsert",
+        json!({ "items": items }),
+    )
+    .await
+    .ok(200);
+    assert_eq!(r["results"].as_array().unwrap().len(), n + 9);
+    // One delta per group that a statement touched: the first round's insert (3 groups) and
+    // update (4), the second round's update (6). Row triggers would append one per new contact
+    // and two per changed one: over 50.
+    assert_eq!(deltas(&app.db), 3 + 4 + 6, "netted per group and statement");
+    assert_rollups_exact(&app.db, 1, "after a large batch of changes");
+
+    // Below the threshold the row triggers count, exactly as well.
+    let items: Vec<Value> = (0..3).map(|s| item(s, "website", true, true)).collect();
+    post(
+        &app,
+        &t,
+        "/api/v1/contacts/batch-upsert",
+        json!({ "items": items }),
+    )
+    .await
+    .ok(200);
+    assert_rollups_exact(&app.db, 1, "after a small batch");
+    // A single upsert afterwards, on the same pooled connections: the setting was local to
+    // the batch's transaction, so the row triggers count it.
+    app.upsert_ok(&t, "support", "big0", json!({"channel": "discord"}))
+        .await;
+    assert!(deltas(&app.db) >= 2, "the row trigger appended old and new");
+    assert_rollups_exact(&app.db, 1, "after a single upsert");
+}
