@@ -370,11 +370,11 @@ async fn concurrent_upserts_keep_the_rollups_exact() {
 /// One batch-upsert item of `session`.
 fn item(session: usize, channel: &str, email: bool, name: bool) -> Value {
     json!({
-        "chatbot_id": if session % 2 == 0 { "support" } else { "sales" },
+        "chatbot_id": if session.is_multiple_of(2) { "support" } else { "sales" },
         "session_id": format!("big{session}"),
         "channel": channel,
         "email": email.then(|| format!("p{session}@example.com")),
-        "phone": (session % 4 == 0).then(|| format!("+4477009{:05}", 100 + session)),
+        "phone": session.is_multiple_of(4).then(|| format!("+4477009{:05}", 100 + session)),
         "name": name.then(|| format!("P{session}")),
     })
 }
