@@ -379,6 +379,26 @@ fn item(session: usize, channel: &str, email: bool, name: bool) -> Value {
     })
 }
 
+/// A batch upsert that must succeed as a whole; its body.
+async fn batch_ok<S, B>(app: &TestApp<S>, t: &str, items: Vec<Value>) -> Value
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    post(
+        app,
+        t,
+        "/api/v1/contacts/batch-upsert",
+        json!({ "items": items }),
+    )
+    .await
+    .ok(200)
+}
+
 #[actix_web::test]
 async fn a_large_batch_counts_its_rows_once_per_statement_and_stays_exact() {
     let app = spawn().await;
@@ -391,14 +411,7 @@ async fn a_large_batch_counts_its_rows_once_per_statement_and_stays_exact() {
             item(s, channel, s % 3 == 0, s % 5 == 0)
         })
         .collect();
-    post(
-        &app,
-        &t,
-        "/api/v1/contacts/batch-upsert",
-        json!({ "items": items }),
-    )
-    .await
-    .ok(200);
+    batch_ok(&app, &t, items).await;
     assert_eq!(deltas(&app.db), 2, "one delta per group, not one per row");
     assert_rollups_exact(&app.db, 1, "after a large batch of new contacts");
 
@@ -416,14 +429,7 @@ async fn a_large_batch_counts_its_rows_once_per_statement_and_stays_exact() {
         })
         .collect();
     items.extend((0..5).map(|s| item(s, "instagram", true, true)));
-    let r = post(
-        &app,
-        &t,
-        "/api/v1/contacts/batch-upsert",
-        json!({ "items": items }),
-    )
-    .await
-    .ok(200);
+    let r = batch_ok(&app, &t, items).await;
     assert_eq!(r["results"].as_array().unwrap().len(), n + 9);
     // One delta per group that a statement touched: the first round's insert (3 groups) and
     // update (4), the second round's update (6). Row triggers would append one per new contact
@@ -433,14 +439,7 @@ async fn a_large_batch_counts_its_rows_once_per_statement_and_stays_exact() {
 
     // Below the threshold the row triggers count, exactly as well.
     let items: Vec<Value> = (0..3).map(|s| item(s, "website", true, true)).collect();
-    post(
-        &app,
-        &t,
-        "/api/v1/contacts/batch-upsert",
-        json!({ "items": items }),
-    )
-    .await
-    .ok(200);
+    batch_ok(&app, &t, items).await;
     assert_rollups_exact(&app.db, 1, "after a small batch");
     // A single upsert afterwards, on the same pooled connections: the setting was local to
     // the batch's transaction, so the row triggers count it.
