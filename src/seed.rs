@@ -1,9 +1,11 @@
-//! `contacts-api seed`: realistic contacts for benchmarks and demos, written with `COPY`.
+//! `contacts-api seed`: realistic contacts for benchmarks and demos, written with `COPY` through
+//! several connections at once.
 //! Names, emails and phones of several countries; skewed channels and chatbots; some contacts
 //! with nothing but a session; some returning with several sessions; a year of timestamps.
 
 use std::fmt::Write as _;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{Duration, Utc};
 use diesel::connection::SimpleConnection;
@@ -27,6 +29,12 @@ pub struct SeedPlan {
 struct Rng(u64);
 
 impl Rng {
+    /// An independent generator for chunk `k` of this one's stream.
+    fn fork(self, k: u64) -> Rng {
+        let mut r = Rng(self.0 ^ (k + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        r.0 = r.next();
+        r
+    }
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -197,27 +205,26 @@ fn text(out: &mut String, v: Option<&str>) {
 #[derive(QueryableByName)]
 struct Reserved {
     #[diesel(sql_type = BigInt)]
-    last: i64,
+    id: i64,
 }
 
-/// Reserves `n` ids from the contact sequence; returns the first.
-fn reserve_ids(conn: &mut PgConnection, n: i64) -> QueryResult<i64> {
-    let r: Reserved = diesel::sql_query(
-        "SELECT setval('contacts_id_seq', nextval('contacts_id_seq') + $1 - 1) AS last",
-    )
-    .bind::<BigInt, _>(n)
-    .get_result(conn)?;
-    Ok(r.last - n + 1)
+/// Takes `n` ids from the contact sequence, one `nextval` each: unique whoever else (another
+/// seed worker, a running server) takes ids meanwhile, though not always consecutive.
+fn reserve_ids(conn: &mut PgConnection, n: i64) -> QueryResult<Vec<i64>> {
+    let ids: Vec<Reserved> =
+        diesel::sql_query("SELECT nextval('contacts_id_seq') AS id FROM generate_series(1, $1)")
+            .bind::<BigInt, _>(n)
+            .load(conn)?;
+    Ok(ids.into_iter().map(|r| r.id).collect())
 }
 
 /// Rows of one chunk, in COPY text format.
-fn chunk_rows(plan: &SeedPlan, rng: &mut Rng, first_id: i64, n: u64) -> (String, String) {
-    let mut cs = String::with_capacity(n as usize * 300);
-    let mut ss = String::with_capacity(n as usize * 150);
+fn chunk_rows(plan: &SeedPlan, rng: &mut Rng, ids: &[i64]) -> (String, String) {
+    let mut cs = String::with_capacity(ids.len() * 300);
+    let mut ss = String::with_capacity(ids.len() * 150);
     let now = Utc::now();
     let account = plan.account_id;
-    for i in 0..n as i64 {
-        let id = first_id + i;
+    for &id in ids {
         let channel = rng.weighted(CHANNELS);
         let chatbot = rng.weighted(CHATBOTS);
         let kind = rng.below(100);
@@ -306,58 +313,65 @@ fn write_all(w: &mut dyn Write, data: &str) -> QueryResult<()> {
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
-/// Writes `plan.contacts` contacts with their sessions; `progress` is told after each chunk.
-pub fn seed(conn: &mut PgConnection, plan: &SeedPlan, progress: &dyn Fn(u64)) -> QueryResult<u64> {
-    const CHUNK: u64 = 20_000;
-    let mut rng = Rng(plan.seed ^ (plan.account_id as u64).wrapping_mul(0x9E37_79B9));
-    // Per-row triggers (the stats deltas) would slow a large seed: a superuser session turns
-    // them off and appends each chunk's deltas in one statement; anyone else keeps the
-    // triggers, which are exact too, only slower.
-    let triggers_off = conn
-        .batch_execute("SET session_replication_role = replica")
-        .is_ok();
-    let mut done = 0;
-    while done < plan.contacts {
-        let n = CHUNK.min(plan.contacts - done);
-        let first_id = reserve_ids(conn, n as i64)?;
-        let (cs, ss) = chunk_rows(plan, &mut rng, first_id, n);
-        conn.transaction(|conn| {
-            diesel::copy_from(contacts::table)
-                .from_raw_data(contacts::table, |w: &mut dyn Write| write_all(w, &cs))
-                .with_format(CopyFormat::Text)
-                .execute(conn)?;
-            diesel::copy_from(contact_sessions::table)
-                .from_raw_data(contact_sessions::table, |w: &mut dyn Write| {
-                    write_all(w, &ss)
-                })
-                .with_format(CopyFormat::Text)
-                .execute(conn)?;
-            if triggers_off {
-                diesel::sql_query(ROLLUP_CHUNK)
-                    .bind::<BigInt, _>(plan.account_id)
-                    .bind::<BigInt, _>(first_id)
-                    .bind::<BigInt, _>(first_id + n as i64)
-                    .execute(conn)?;
+/// Writes `plan.contacts` contacts with their sessions through `workers` connections to `url`
+/// at once (PostgreSQL's index upkeep, not the generator, is what a seed waits for; one
+/// connection keeps one core busy). `progress` is told the running total after each chunk.
+pub fn seed(
+    url: &str,
+    plan: &SeedPlan,
+    workers: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> QueryResult<u64> {
+    let workers = workers.max(1);
+    // Enough chunks for every worker to stay busy, at most 20,000 rows each.
+    let chunk = plan.contacts.div_ceil(workers as u64 * 4).clamp(1, 20_000);
+    let chunks = plan.contacts.div_ceil(chunk);
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let work = || -> QueryResult<()> {
+        let mut conn = PgConnection::establish(url)
+            .map_err(|e| diesel::result::Error::QueryBuilderError(Box::new(e)))?;
+        // The stats triggers count each COPY once, by statement (migration 000007), instead of
+        // once per row.
+        conn.batch_execute("SET contacts.stats_by_statement = on")?;
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            if k >= chunks {
+                return Ok(());
             }
-            Ok::<_, diesel::result::Error>(())
-        })?;
-        done += n;
-        progress(done);
-    }
-    if triggers_off {
-        conn.batch_execute("RESET session_replication_role")?;
-    }
-    // Folded now, so that the first stats read does not sum a million deltas (a server that
-    // holds the fold right now folds them instead).
-    crate::repo::rollups::fold(conn)?;
-    Ok(done)
+            let n = chunk.min(plan.contacts - k * chunk);
+            let ids = reserve_ids(&mut conn, n as i64)?;
+            // Each chunk has its own generator: the same seed gives the same contacts however
+            // the chunks fall to the workers.
+            let mut rng =
+                Rng(plan.seed ^ (plan.account_id as u64).wrapping_mul(0x9E37_79B9)).fork(k);
+            let (cs, ss) = chunk_rows(plan, &mut rng, &ids);
+            conn.transaction(|conn| {
+                diesel::copy_from(contacts::table)
+                    .from_raw_data(contacts::table, |w: &mut dyn Write| write_all(w, &cs))
+                    .with_format(CopyFormat::Text)
+                    .execute(conn)?;
+                diesel::copy_from(contact_sessions::table)
+                    .from_raw_data(contact_sessions::table, |w: &mut dyn Write| {
+                        write_all(w, &ss)
+                    })
+                    .with_format(CopyFormat::Text)
+                    .execute(conn)
+            })?;
+            progress(done.fetch_add(n, Ordering::Relaxed) + n);
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("seed worker panicked"))
+            .collect::<QueryResult<Vec<()>>>()
+    })?;
+    // Folded now, so that the first stats read does not sum the deltas of every chunk (a
+    // server that holds the fold right now folds them instead).
+    let mut conn = PgConnection::establish(url)
+        .map_err(|e| diesel::result::Error::QueryBuilderError(Box::new(e)))?;
+    crate::repo::rollups::fold(&mut conn)?;
+    Ok(done.into_inner())
 }
-
-/// The stats deltas of the contacts `[$2, $3)` of account `$1`, one row per group, as the
-/// triggers would have appended them one row per contact; the fold moves them into the rollups.
-const ROLLUP_CHUNK: &str = "INSERT INTO contact_stats_deltas \
-    SELECT account_id, (created_at AT TIME ZONE 'UTC')::date, channel, chatbot_id, count(*), \
-    count(email), count(phone), count(*) FILTER (WHERE email IS NOT NULL OR phone IS NOT NULL), \
-    count(*) FILTER (WHERE name IS NOT NULL AND email IS NOT NULL AND phone IS NOT NULL), \
-    count(*) FILTER (WHERE sessions_count > 1), COALESCE(sum(sessions_count), 0) \
-    FROM contacts WHERE account_id = $1 AND id >= $2 AND id < $3 GROUP BY 1, 2, 3, 4";

@@ -312,7 +312,17 @@ async fn the_rollups_equal_the_counted_figures_after_every_kind_of_write() {
         contacts: 300,
         seed: 11,
     };
-    contacts_api::seed::seed(&mut app.db.conn(), &plan, &|_| {}).unwrap();
+    let before = app
+        .db
+        .count("SELECT count(*) AS n FROM contacts WHERE account_id = 1");
+    // Three connections at once, in chunks of 25: the statement triggers count every COPY.
+    let seeded = contacts_api::seed::seed(&app.db.url, &plan, 3, &|_| {}).unwrap();
+    assert_eq!(seeded, 300);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM contacts WHERE account_id = 1"),
+        before + 300
+    );
     assert_rollups_exact(&app.db, 1, "after a seed");
     let deleted = post(
         &app,
