@@ -102,11 +102,17 @@ fn write_csv(rows: &[Contact], header: bool) -> Result<Vec<u8>, ApiError> {
     let mut number = itoa::Buffer::new();
     for c in rows {
         w.write_field(number.format(c.id)).map_err(fail)?;
-        for cell in [&c.name, &c.email, &c.phone, &c.avatar_url, &c.country_code] {
+        let optional = [
+            &c.name,
+            &c.email,
+            &c.phone,
+            &c.avatar_url,
+            &c.country_code,
+            &c.ip_address,
+        ];
+        for cell in optional {
             w.write_field(text(cell).as_bytes()).map_err(fail)?;
         }
-        w.write_field(text(&c.ip_address).as_bytes())
-            .map_err(fail)?;
         w.write_field(neutralise(&c.channel).as_bytes())
             .map_err(fail)?;
         w.write_field(neutralise(&c.chatbot_id).as_bytes())
@@ -116,7 +122,7 @@ fn write_csv(rows: &[Contact], header: bool) -> Result<Vec<u8>, ApiError> {
         payload.clear();
         serde_json::to_writer(&mut payload, &c.payload)
             .map_err(|e| ApiError::internal(format!("csv: {e}")))?;
-        // A JSON object starts with `{`: never a formula.
+        // A JSON object (the table's CHECK) starts with `{`: never a formula.
         w.write_field(&payload).map_err(fail)?;
         w.write_field(number.format(c.sessions_count))
             .map_err(fail)?;
