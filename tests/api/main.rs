@@ -15,6 +15,7 @@ mod errors;
 mod export;
 mod faults;
 mod group_commit;
+mod indexes;
 mod lifecycle;
 mod limits;
 mod list;
