@@ -1,6 +1,7 @@
 //! `contacts-api bench-plan`: the benchmark's operations, each as the HTTP request the service
 //! answers and the exact SQL the service issues for it (diesel's own query with its binds), so
-//! `scripts/bench` can measure the API and `pgbench -M prepared` on the same work.
+//! `scripts/bench` can measure the API and pgbench on the same work (in the protocol the
+//! service uses for each statement: prepared, or unnamed and planned with its values).
 
 use std::fmt::Write as _;
 
@@ -20,6 +21,9 @@ pub struct Op {
     pub sql: String,
     /// `pN=value` definitions for `pgbench -D`.
     pub defs: Vec<String>,
+    /// Whether the service keeps the statement prepared (pgbench `-M prepared`) or sends it
+    /// unnamed, planned with its values every time (`-M extended`).
+    pub prepared: bool,
 }
 
 /// Splits the top-level items of diesel's `-- binds: [...]` debug list.
@@ -92,8 +96,10 @@ fn page_op(
     filter: &ContactFilter,
     sort: Sort,
     after: Option<&list::Position>,
-) -> (String, Vec<String>) {
-    sql_op(&list::page_sql(account, filter, sort, after, 51))
+) -> (String, Vec<String>, bool) {
+    let (sql, prepared) = list::page_sql(account, filter, sort, after, 51);
+    let (sql, defs) = sql_op(&sql);
+    (sql, defs, prepared)
 }
 
 /// A `debug_query` string as a pgbench script and its `-D` defs.
@@ -154,12 +160,13 @@ pub fn list_ops(conn: &mut PgConnection, account: i64, depth: i64) -> diesel::Qu
                 p: p.clone(),
             })
         });
-        let (sql, defs) = page_op(account, &filter, sort, after.as_ref());
+        let (sql, defs, prepared) = page_op(account, &filter, sort, after.as_ref());
         ops.push(Op {
             name: name.to_string(),
             url: query_string(sort_name, qs, cursor),
             sql,
             defs,
+            prepared,
         });
         Ok(())
     };
@@ -291,13 +298,8 @@ fn stats_ops(conn: &mut PgConnection, account: i64) -> diesel::QueryResult<Vec<O
     Ok(cases
         .into_iter()
         .map(|(name, filter, qs)| {
-            let (sql, defs) = sql_op(&stats::debug_sql(
-                account,
-                &filter,
-                Interval::Day,
-                from,
-                None,
-            ));
+            let (sql, prepared) = stats::debug_sql(account, &filter, Interval::Day, from, None);
+            let (sql, defs) = sql_op(&sql);
             Op {
                 name: name.into(),
                 url: format!(
@@ -306,6 +308,7 @@ fn stats_ops(conn: &mut PgConnection, account: i64) -> diesel::QueryResult<Vec<O
                 ),
                 sql,
                 defs,
+                prepared,
             }
         })
         .collect())
@@ -366,12 +369,14 @@ pub fn upsert_ops() -> Vec<Op> {
             url: "new".into(),
             sql: format!("\\set sid random(1, 2000000000)\n{single}"),
             defs: defs.clone(),
+            prepared: true,
         },
         Op {
             name: "upsert, repeat session".into(),
             url: "repeat".into(),
             sql: format!("\\set sid random(1, 10000)\n{single}"),
             defs,
+            prepared: true,
         },
     ];
     let mut types = ["text[]"; 12];
@@ -409,12 +414,14 @@ pub fn upsert_ops() -> Vec<Op> {
             url: format!("batch{n}"),
             sql,
             defs,
+            prepared: true,
         });
     }
     ops
 }
 
-/// Writes `<name>.tsv` (name, url, script file, defs) and one pgbench script per op into `dir`.
+/// Writes `<name>.tsv` (name, url, script file, defs, pgbench protocol) and one pgbench script
+/// per op into `dir`.
 pub fn write_plan(dir: &std::path::Path, name: &str, ops: &[Op]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut index = String::new();
@@ -423,11 +430,12 @@ pub fn write_plan(dir: &std::path::Path, name: &str, ops: &[Op]) -> std::io::Res
         std::fs::write(&script, format!("{}\n", op.sql))?;
         let _ = writeln!(
             index,
-            "{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}",
             op.name,
             op.url,
             script.display(),
-            op.defs.join("\u{1f}")
+            op.defs.join("\u{1f}"),
+            if op.prepared { "prepared" } else { "extended" }
         );
     }
     std::fs::write(dir.join(format!("{name}.tsv")), index)
@@ -457,8 +465,15 @@ mod tests {
 
     #[test]
     fn page_sql_uses_pgbench_variables() {
-        let (sql, defs) = page_op(3, &ContactFilter::default(), Sort::IdDesc, None);
+        let (sql, defs, prepared) = page_op(3, &ContactFilter::default(), Sort::IdDesc, None);
         assert!(sql.contains("(account_id = :p1)"), "{sql}");
         assert_eq!(defs, ["p1=3", "p2=51"]);
+        assert!(prepared, "a page of the whole account is kept prepared");
+        let narrowed = ContactFilter {
+            has_email: Some(true),
+            ..Default::default()
+        };
+        let (_, _, prepared) = page_op(3, &narrowed, Sort::IdDesc, None);
+        assert!(!prepared, "a filtered page is planned with its values");
     }
 }

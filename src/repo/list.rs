@@ -52,6 +52,14 @@ pub struct ContactFilter {
     pub returning: Option<bool>,
 }
 
+impl ContactFilter {
+    /// Whether any condition beyond the account is set: then the rows that match, and so the
+    /// best plan, depend on the values.
+    pub fn narrows(&self) -> bool {
+        *self != Self::default()
+    }
+}
+
 /// List order; every order ends with `id` in the same direction, so it is total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Sort {
@@ -246,20 +254,25 @@ pub fn count(conn: &mut PgConnection, account_id: i64, filter: &ContactFilter) -
     .get_result(conn)
 }
 
-/// The SQL of a page, for benchmarks and `EXPLAIN` (binds rendered as `$n`).
+/// The SQL of a page, for benchmarks and `EXPLAIN` (binds rendered as `$n`), and whether
+/// diesel keeps it prepared.
 pub fn page_sql(
     account_id: i64,
     filter: &ContactFilter,
     sort: Sort,
     after: Option<&Position>,
     limit: i64,
-) -> String {
+) -> (String, bool) {
     let q = filtered(
         c::contacts.select(Contact::as_select()).into_boxed(),
         account_id,
         filter,
     );
-    diesel::debug_query::<Pg, _>(&ordered(q, sort, after).limit(limit)).to_string()
+    let q = ordered(q, sort, after).limit(limit);
+    (
+        diesel::debug_query::<Pg, _>(&q).to_string(),
+        super::fragments::cached(&q),
+    )
 }
 
 /// The `n`-th matching contact in `sort` order (an OFFSET scan: for benchmarks and tools,

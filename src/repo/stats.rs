@@ -153,16 +153,20 @@ pub fn rows_from_rollups(
 }
 
 /// The statement the stats handler runs for these arguments, with its binds as
-/// `debug_query` prints them (for the benchmark's pgbench side).
+/// `debug_query` prints them (for the benchmark's pgbench side), and whether diesel keeps it
+/// prepared.
 pub fn debug_sql(
     account_id: i64,
     filter: &ContactFilter,
     interval: Interval,
     from: DateTime<Utc>,
     to: Option<DateTime<Utc>>,
-) -> String {
+) -> (String, bool) {
     match rollup_query(account_id, filter, interval, from, to) {
-        Some(q) => diesel::debug_query::<Pg, _>(&q).to_string(),
+        Some(q) => (
+            diesel::debug_query::<Pg, _>(&q).to_string(),
+            super::fragments::cached(&q),
+        ),
         None => {
             let q = StatsQuery {
                 interval,
@@ -170,7 +174,10 @@ pub fn debug_sql(
                 to: to.unwrap_or_else(Utc::now),
                 matches: Matches::new(account_id, filter),
             };
-            diesel::debug_query::<Pg, _>(&q).to_string()
+            (
+                diesel::debug_query::<Pg, _>(&q).to_string(),
+                super::fragments::cached(&q),
+            )
         }
     }
 }
