@@ -1,6 +1,7 @@
 //! Plain synchronous queries on `&mut PgConnection`. Nothing here knows HTTP, the pool or async;
 //! every function takes the account explicitly, so no query can cross tenants.
 
+pub mod activity;
 pub mod audit;
 pub mod batch;
 pub mod bulk;

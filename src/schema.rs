@@ -35,6 +35,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    contact_activity (account_id, contact_id) {
+        account_id -> Int8,
+        contact_id -> Int8,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     contact_daily_stats (account_id, day, channel, chatbot_id, writer) {
         account_id -> Int8,
         day -> Date,
@@ -100,6 +108,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     account_settings,
     audit_events,
     consent_events,
+    contact_activity,
     contact_daily_stats,
     contact_merges,
     contact_sessions,

@@ -82,8 +82,12 @@ pub(crate) use changed_fields_sql;
 /// `(SELECT $1::bigint)`: an initplan value the planner cannot look up in the statistics, so it
 /// assumes an average account. With the constant, an account that the statistics do not know
 /// yet (a new one, before autoanalyze) is estimated at one row, and any index that starts with
-/// `account_id` (`contact_sessions_contact_idx`, `contacts_last_seen_idx`) looks as good as the
-/// primary key; the benchmark saw such custom plans scan millions of index entries per upsert.
+/// `account_id` (`contact_sessions_contact_idx`, and then `contacts_last_seen_idx`) looks as good
+/// as the primary key; the benchmark saw such custom plans scan millions of index entries per
+/// upsert.
+///
+/// A returning session changes no indexed column of `contacts` or `contact_sessions` (the "last
+/// seen" order lives in `contact_activity`, migration 000009), so both updates are HOT.
 pub const UPSERT_SQL: &str = concat!(
     r#"
 WITH found AS (

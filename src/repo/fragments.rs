@@ -109,7 +109,7 @@ impl ValidGrouping<()> for NameKey {
 /// `(account_id, key, id)` indexes answer as a range scan.
 #[derive(Debug, Clone)]
 pub enum Keyset {
-    /// A timestamp column (`created_at` or `last_seen_at`).
+    /// A timestamp column of `contacts` (`created_at`).
     Time {
         /// Column name.
         column: &'static str,
@@ -191,6 +191,8 @@ pub struct Matches {
     filter: super::list::ContactFilter,
     /// `q` as a LIKE pattern, and the id it may name.
     search: Option<(String, Option<i64>)>,
+    /// Whether a `last_seen_from/to` range also goes through `contact_activity`'s index.
+    activity_range: bool,
 }
 
 impl Matches {
@@ -209,7 +211,20 @@ impl Matches {
             account_id,
             filter: filter.clone(),
             search,
+            activity_range: true,
         }
+    }
+
+    /// The same condition for a query that walks `contact_activity` itself and applies the
+    /// range there (`activity::LastSeenPage`).
+    pub fn on_contact_only(mut self) -> Self {
+        self.activity_range = false;
+        self
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &super::list::ContactFilter {
+        &self.filter
     }
 }
 
@@ -251,6 +266,23 @@ impl QueryFragment<Pg> for Matches {
                 out.push_sql(sql);
                 out.push_bind_param::<Timestamptz, _>(t)?;
             }
+        }
+        if self.activity_range && (f.last_seen_from.is_some() || f.last_seen_to.is_some()) {
+            // `contacts` has no index on last_seen_at (migration 000009): the same range as a
+            // semi-join lets the planner start from `contact_activity_last_seen_idx` when the
+            // range is narrow ("seen in the last hour"), instead of filtering the whole account.
+            out.push_sql(" AND id IN (SELECT contact_id FROM contact_activity WHERE account_id = ");
+            out.push_bind_param::<BigInt, _>(&self.account_id)?;
+            for (sql, value) in [
+                (" AND last_seen_at >= ", &f.last_seen_from),
+                (" AND last_seen_at < ", &f.last_seen_to),
+            ] {
+                if let Some(t) = value {
+                    out.push_sql(sql);
+                    out.push_bind_param::<Timestamptz, _>(t)?;
+                }
+            }
+            out.push_sql(")");
         }
         for (flag, yes, no) in [
             (f.has_email, " AND email IS NOT NULL", " AND email IS NULL"),

@@ -7,6 +7,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 
+use super::activity::LastSeenPage;
 use super::fragments::{Keyset, Matches, NameKey};
 use serde::{Deserialize, Serialize};
 
@@ -200,12 +201,6 @@ fn ordered<'a, ST: 'a>(
                 at: *t,
                 id: p.id,
             }),
-            (Sort::LastSeenAsc | Sort::LastSeenDesc, Key::Time(t)) => q.filter(Keyset::Time {
-                column: "last_seen_at",
-                desc,
-                at: *t,
-                id: p.id,
-            }),
             (Sort::NameAsc | Sort::NameDesc, Key::Name(name)) => q.filter(Keyset::Name {
                 desc,
                 name: name.clone(),
@@ -220,11 +215,41 @@ fn ordered<'a, ST: 'a>(
         Sort::IdAsc => q.order(c::id.asc()),
         Sort::CreatedAsc => q.order((c::created_at.asc(), c::id.asc())),
         Sort::CreatedDesc => q.order((c::created_at.desc(), c::id.desc())),
+        // (Served by `last_seen_page`; this order has no index on `contacts`.)
         Sort::LastSeenAsc => q.order((c::last_seen_at.asc(), c::id.asc())),
         Sort::LastSeenDesc => q.order((c::last_seen_at.desc(), c::id.desc())),
         Sort::NameAsc => q.order((NameKey.asc(), c::id.asc())),
         Sort::NameDesc => q.order((NameKey.desc(), c::id.desc())),
     }
+}
+
+/// The "last seen" orders walk `contact_activity` (`activity::LastSeenPage`); `None` for the
+/// others.
+fn last_seen_page(
+    account_id: i64,
+    filter: &ContactFilter,
+    sort: Sort,
+    after: Option<&Position>,
+    limit: i64,
+    offset: i64,
+) -> Option<LastSeenPage> {
+    if !matches!(sort, Sort::LastSeenAsc | Sort::LastSeenDesc) {
+        return None;
+    }
+    let (after, limit) = match after.map(|p| (&p.key, p.id)) {
+        None => (None, limit),
+        Some((Key::Time(t), id)) => (Some((*t, id)), limit),
+        // A position of another order matches nothing; handlers refuse such cursors first.
+        Some(_) => (None, 0),
+    };
+    Some(LastSeenPage {
+        matches: Matches::new(account_id, filter).on_contact_only(),
+        account_id,
+        desc: sort.descending(),
+        after,
+        limit,
+        offset,
+    })
 }
 
 /// One page (up to `limit` rows) of matching contacts in `sort` order after `after`.
@@ -236,6 +261,9 @@ pub fn page(
     after: Option<&Position>,
     limit: i64,
 ) -> QueryResult<Vec<Contact>> {
+    if let Some(q) = last_seen_page(account_id, filter, sort, after, limit, 0) {
+        return q.load(conn);
+    }
     let q = filtered(
         c::contacts.select(Contact::as_select()).into_boxed(),
         account_id,
@@ -263,6 +291,12 @@ pub fn page_sql(
     after: Option<&Position>,
     limit: i64,
 ) -> (String, bool) {
+    if let Some(q) = last_seen_page(account_id, filter, sort, after, limit, 0) {
+        return (
+            diesel::debug_query::<Pg, _>(&q).to_string(),
+            super::fragments::cached(&q),
+        );
+    }
     let q = filtered(
         c::contacts.select(Contact::as_select()).into_boxed(),
         account_id,
@@ -284,6 +318,9 @@ pub fn nth(
     sort: Sort,
     n: i64,
 ) -> QueryResult<Option<Contact>> {
+    if let Some(q) = last_seen_page(account_id, filter, sort, None, 1, n) {
+        return Ok(q.load(conn)?.pop());
+    }
     let q = filtered(
         c::contacts.select(Contact::as_select()).into_boxed(),
         account_id,

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod activity;
 mod audit_log;
 mod auth;
 mod batch;
