@@ -10,7 +10,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Timestamptz, Untyped};
 use diesel::{QueryResult, RunQueryDsl};
 
-use super::fragments::Matches;
+use super::fragments::{last_seen_range, Matches};
 
 /// `SELECT` of the contacts matching `matches`, in `last_seen_at, id` order (or its reverse),
 /// after a keyset position, `LIMIT limit OFFSET offset`.
@@ -57,16 +57,7 @@ impl QueryFragment<Pg> for LastSeenPage {
             out.push_sql(")");
         }
         // The filter's own range, on the index too (`Matches` checks it again on the contact).
-        let f = self.matches.filter();
-        for (sql, value) in [
-            (" AND a.last_seen_at >= ", &f.last_seen_from),
-            (" AND a.last_seen_at < ", &f.last_seen_to),
-        ] {
-            if let Some(t) = value {
-                out.push_sql(sql);
-                out.push_bind_param::<Timestamptz, _>(t)?;
-            }
-        }
+        last_seen_range(out.reborrow(), "a.last_seen_at", self.matches.filter())?;
         out.push_sql(" ORDER BY a.last_seen_at");
         out.push_sql(dir);
         out.push_sql(", a.contact_id");

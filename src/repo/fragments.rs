@@ -273,15 +273,7 @@ impl QueryFragment<Pg> for Matches {
             // range is narrow ("seen in the last hour"), instead of filtering the whole account.
             out.push_sql(" AND id IN (SELECT contact_id FROM contact_activity WHERE account_id = ");
             out.push_bind_param::<BigInt, _>(&self.account_id)?;
-            for (sql, value) in [
-                (" AND last_seen_at >= ", &f.last_seen_from),
-                (" AND last_seen_at < ", &f.last_seen_to),
-            ] {
-                if let Some(t) = value {
-                    out.push_sql(sql);
-                    out.push_bind_param::<Timestamptz, _>(t)?;
-                }
-            }
+            last_seen_range(out.reborrow(), "last_seen_at", f)?;
             out.push_sql(")");
         }
         for (flag, yes, no) in [
@@ -316,6 +308,23 @@ impl QueryFragment<Pg> for Matches {
         out.push_sql(")");
         Ok(())
     }
+}
+
+/// ` AND <column> >= last_seen_from AND <column> < last_seen_to`, for the bounds `f` sets.
+pub fn last_seen_range<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    column: &'static str,
+    f: &'b super::list::ContactFilter,
+) -> QueryResult<()> {
+    for (op, value) in [(" >= ", &f.last_seen_from), (" < ", &f.last_seen_to)] {
+        if let Some(t) = value {
+            out.push_sql(" AND ");
+            out.push_sql(column);
+            out.push_sql(op);
+            out.push_bind_param::<Timestamptz, _>(t)?;
+        }
+    }
+    Ok(())
 }
 
 impl QueryId for Matches {
