@@ -284,7 +284,10 @@ fn is_retryable(e: &diesel::result::Error) -> bool {
     }
 }
 
+/// The statement of `ping` (also the benchmark's floor).
+pub const PING_SQL: &str = "SELECT 1";
+
 /// True when the database answers a trivial query (readiness).
 pub fn ping(conn: &mut PgConnection) -> bool {
-    diesel::sql_query("SELECT 1").execute(conn).is_ok()
+    diesel::sql_query(PING_SQL).execute(conn).is_ok()
 }
