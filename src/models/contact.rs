@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::JsonText;
 use crate::schema::contacts;
 
 /// A contact: one person who talked to the account's chatbots.
@@ -46,7 +47,7 @@ pub struct Contact {
     pub session_id: Option<String>,
     /// Free-form JSON object of the chatbot (≤ 16 KiB).
     #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
+    pub payload: JsonText,
     /// Number of conversations linked to the contact.
     pub sessions_count: i32,
     /// First interaction.
@@ -62,7 +63,7 @@ pub struct Contact {
     pub version: i64,
     /// The current consent, or null; its history is in the privacy access document.
     #[schema(value_type = Option<ConsentState>)]
-    pub consent: Option<serde_json::Value>,
+    pub consent: Option<JsonText>,
 }
 
 /// A contact's current consent.
@@ -136,7 +137,7 @@ impl ContactChanges {
             phone: c.phone.clone(),
             avatar_url: c.avatar_url.clone(),
             country_code: c.country_code.clone(),
-            payload: c.payload.clone(),
+            payload: c.payload.value(),
         }
     }
 
@@ -148,7 +149,7 @@ impl ContactChanges {
             ("phone", self.phone != c.phone),
             ("avatar_url", self.avatar_url != c.avatar_url),
             ("country_code", self.country_code != c.country_code),
-            ("payload", self.payload != c.payload),
+            ("payload", self.payload != c.payload.value()),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

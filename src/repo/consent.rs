@@ -37,7 +37,7 @@ pub fn apply(
     input: &ConsentInput,
     actor: &str,
 ) -> QueryResult<Option<Contact>> {
-    if input.same_as(&contact.consent) {
+    if input.same_as(&contact.consent.as_ref().map(|c| c.value())) {
         return Ok(None);
     }
     let event: ConsentEvent = diesel::insert_into(e::consent_events)

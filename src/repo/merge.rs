@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::models::Contact;
+use crate::models::{Contact, JsonText};
 use crate::schema::contact_merges::dsl as m;
 use crate::schema::contact_sessions::dsl as s;
 use crate::schema::contacts::dsl as c;
@@ -57,13 +57,11 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
         .map(|s| &s.payload)
         .chain([&target.payload])
     {
-        if let Value::Object(obj) = s {
-            for (k, v) in obj {
-                payload.insert(k.clone(), v.clone());
-            }
+        if let Value::Object(obj) = s.value() {
+            payload.extend(obj);
         }
     }
-    out.payload = Value::Object(payload);
+    out.payload = JsonText::from_value(&Value::Object(payload));
     out.sessions_count = std::iter::once(target)
         .chain(sources)
         .map(|c| c.sessions_count)
@@ -81,6 +79,8 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
     // The consent recorded last wins (its history moves to the target with the sessions).
     let recorded_at = |c: &Contact| {
         c.consent
+            .as_ref()
+            .map(JsonText::value)
             .as_ref()
             .and_then(|v| v.get("recorded_at"))
             .and_then(|v| v.as_str())
