@@ -248,12 +248,24 @@ impl QueryFragment<Pg> for Matches {
             ("chatbot_id", &f.chatbots),
             ("country_code", &f.country_codes),
         ] {
-            if let Some(v) = values {
-                out.push_sql(" AND ");
-                out.push_sql(column);
-                out.push_sql(" = ANY(");
-                out.push_bind_param::<Array<Text>, _>(v)?;
-                out.push_sql(")");
+            match values.as_deref() {
+                // One value is an equality: PostgreSQL 15 reads an index in order only for
+                // `=` on its leading columns, not for `= ANY(array)`, so the single-channel
+                // page walks `contacts_channel_idx` (account_id, channel, id) in id order.
+                Some([one]) => {
+                    out.push_sql(" AND ");
+                    out.push_sql(column);
+                    out.push_sql(" = ");
+                    out.push_bind_param::<Text, _>(one)?;
+                }
+                Some(v) => {
+                    out.push_sql(" AND ");
+                    out.push_sql(column);
+                    out.push_sql(" = ANY(");
+                    out.push_bind_param::<Array<Text>, _>(v)?;
+                    out.push_sql(")");
+                }
+                None => {}
             }
         }
         for (sql, value) in [
