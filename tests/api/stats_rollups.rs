@@ -458,3 +458,27 @@ async fn a_large_batch_counts_its_rows_once_per_statement_and_stays_exact() {
     assert!(deltas(&app.db) >= 2, "the row trigger appended old and new");
     assert_rollups_exact(&app.db, 1, "after a single upsert");
 }
+
+/// After a burst of writes, the deltas table gives its empty pages back (the folds under load
+/// leave them, `vacuum_truncate = false`), so stats reads do not go on scanning them.
+#[test]
+fn the_deltas_table_shrinks_back_after_a_burst() {
+    use contacts_api::repo::rollups;
+    let db = TestDb::new();
+    let mut conn = db.conn();
+    // One delta per new contact (row triggers).
+    conn.batch_execute(
+        "INSERT INTO contacts (account_id, channel, chatbot_id) \
+         SELECT 5, 'web', 'bot' FROM generate_series(1, 20000)",
+    )
+    .unwrap();
+    let burst = rollups::deltas_bytes(&mut conn).unwrap();
+    assert!(burst > 64 * 8192, "{burst} bytes of deltas");
+    // The fold that empties it keeps the pages (writers may be appending meanwhile).
+    assert_eq!(rollups::fold(&mut conn).unwrap(), 20000);
+    assert_eq!(rollups::deltas_bytes(&mut conn).unwrap(), burst);
+    // The next fold has nothing to fold: it gives the empty pages back.
+    assert_eq!(rollups::fold(&mut conn).unwrap(), 0);
+    assert_eq!(rollups::deltas_bytes(&mut conn).unwrap(), 0);
+    assert_eq!(deltas(&db), 0);
+}
