@@ -34,13 +34,15 @@ fn plan(conn: &mut PgConnection, filter: &ContactFilter, binds: &str) -> String 
 }
 
 #[test]
-fn a_page_of_one_channel_walks_the_channel_index_in_id_order() {
+fn pages_of_one_channel_or_country_walk_their_index_in_id_order() {
     let db = TestDb::new();
     let mut conn = db.conn();
     conn.batch_execute(
         "SET contacts.stats_by_statement = on; \
-         INSERT INTO contacts (account_id, channel, chatbot_id, name) \
-         SELECT 7, CASE WHEN g % 10 = 0 THEN 'whatsapp' ELSE 'website' END, 'bot', 'n' || g \
+         INSERT INTO contacts (account_id, channel, chatbot_id, name, country_code) \
+         SELECT 7, CASE WHEN g % 10 = 0 THEN 'whatsapp' ELSE 'website' END, \
+             CASE WHEN g % 7 = 0 THEN 'sales' ELSE 'bot' END, 'n' || g, \
+             CASE WHEN g % 20 = 0 THEN 'JP' WHEN g % 3 = 0 THEN 'US' END \
          FROM generate_series(1, 30000) g; \
          ANALYZE contacts",
     )
@@ -64,4 +66,17 @@ fn a_page_of_one_channel_walks_the_channel_index_in_id_order() {
     };
     let p = plan(&mut conn, &two, "7, '{whatsapp,telegram}', 51");
     assert!(p.contains("Index Scan Backward using contacts_pkey"), "{p}");
+
+    // A country with a chatbot: the (partial) country index, in id order.
+    let country = ContactFilter {
+        chatbots: Some(vec!["sales".into()]),
+        country_codes: Some(vec!["JP".into()]),
+        ..Default::default()
+    };
+    let p = plan(&mut conn, &country, "7, 'sales', 'JP', 51");
+    assert!(
+        p.contains("Index Scan Backward using contacts_country_idx"),
+        "{p}"
+    );
+    assert!(!p.contains("Sort"), "{p}");
 }
