@@ -11,7 +11,6 @@ use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, ManageConnection, Pool as R2d2Pool};
 use diesel::sql_types::{Bool, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::Limits;
 use crate::error::ApiError;
@@ -19,11 +18,9 @@ use crate::error::ApiError;
 /// The shared connection pool.
 pub type Pool = R2d2Pool<Manager>;
 
-/// Migrations compiled into the binary (`build.rs` makes new directories trigger a rebuild).
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+mod migrate;
 
-/// Key of the advisory lock that serialises migrations when several processes start at once.
-const MIGRATION_LOCK: i64 = 0x636f_6e74_6163_7473; // "contacts"
+pub use migrate::{run_migrations, MIGRATIONS};
 
 /// Adds libpq timeouts unless the URL sets them: a dropped packet must not hang a worker.
 pub fn with_connection_params(url: &str) -> String {
@@ -198,18 +195,6 @@ fn percent_decode(s: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| s.to_string())
-}
-
-/// Applies pending migrations under an advisory lock; returns how many ran.
-pub fn run_migrations(conn: &mut PgConnection) -> Result<usize, String> {
-    conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-        .map_err(|e| format!("cannot take the migration lock: {e}"))?;
-    let result = conn
-        .run_pending_migrations(MIGRATIONS)
-        .map(|v| v.len())
-        .map_err(|e| format!("migration failed: {e}"));
-    let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
-    result
 }
 
 /// Creates the database if needed and migrates it: what `serve` and `migrate` do first.

@@ -134,6 +134,17 @@ impl TestDb {
         Self { name, url, pool }
     }
 
+    /// A new database without any table (not migrated).
+    pub fn empty() -> Self {
+        let name = format!("contacts_t_{}", uuid::Uuid::new_v4().simple());
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        let url = url_for(&name);
+        let pool = db::build_pool(&url, 2, &Default::default());
+        Self { name, url, pool }
+    }
+
     /// A direct connection, for asserting on rows.
     pub fn conn(&self) -> PgConnection {
         PgConnection::establish(&self.url).expect("connect to test db")

@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod list;
 mod merge;
+mod migrations;
 mod plans;
 mod prepared;
 mod privacy;
