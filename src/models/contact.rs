@@ -45,7 +45,8 @@ pub struct Contact {
     pub chatbot_id: String,
     /// Most recent session (null for a contact created by hand without one).
     pub session_id: Option<String>,
-    /// Free-form JSON object of the chatbot (≤ 16 KiB).
+    /// Free-form JSON object of the chatbot (≤ 16 KiB). Returned compact, keys in the order
+    /// PostgreSQL's `jsonb` keeps them (shorter keys first); key order carries no meaning.
     #[schema(value_type = Object)]
     pub payload: JsonText,
     /// Number of conversations linked to the contact.
@@ -130,15 +131,15 @@ pub struct ContactChanges {
 
 impl ContactChanges {
     /// The current values of `c`, the starting point of a patch.
-    pub fn from_contact(c: &Contact) -> Self {
-        Self {
+    pub fn from_contact(c: &Contact) -> serde_json::Result<Self> {
+        Ok(Self {
             name: c.name.clone(),
             email: c.email.clone(),
             phone: c.phone.clone(),
             avatar_url: c.avatar_url.clone(),
             country_code: c.country_code.clone(),
-            payload: c.payload.value(),
-        }
+            payload: c.payload.value()?,
+        })
     }
 
     /// The names of the fields that applying `self` to `c` would change.
@@ -149,7 +150,10 @@ impl ContactChanges {
             ("phone", self.phone != c.phone),
             ("avatar_url", self.avatar_url != c.avatar_url),
             ("country_code", self.country_code != c.country_code),
-            ("payload", self.payload != c.payload.value()),
+            (
+                "payload",
+                c.payload.value().ok().as_ref() != Some(&self.payload),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

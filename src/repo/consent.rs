@@ -37,7 +37,7 @@ pub fn apply(
     input: &ConsentInput,
     actor: &str,
 ) -> QueryResult<Option<Contact>> {
-    if input.same_as(&contact.consent.as_ref().map(|c| c.value())) {
+    if input.same_as(&contact.consent.as_ref().and_then(|c| c.value().ok())) {
         return Ok(None);
     }
     let event: ConsentEvent = diesel::insert_into(e::consent_events)

@@ -30,8 +30,9 @@ pub fn redirect(conn: &mut PgConnection, account_id: i64, id: i64) -> QueryResul
         .optional()
 }
 
-/// The target with every field filled and combined from `sources` (API.md semantics).
-fn combine(target: &Contact, sources: &[Contact]) -> Contact {
+/// The target with every field filled and combined from `sources` (API.md semantics); an error
+/// when a stored payload cannot be parsed (its keys would be lost).
+fn combine(target: &Contact, sources: &[Contact]) -> serde_json::Result<Contact> {
     let mut out = target.clone();
     // Newest first: the most recently seen source fills an empty field first.
     let mut newest: Vec<&Contact> = sources.iter().collect();
@@ -57,7 +58,7 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
         .map(|s| &s.payload)
         .chain([&target.payload])
     {
-        if let Value::Object(obj) = s.value() {
+        if let Value::Object(obj) = s.value()? {
             payload.extend(obj);
         }
     }
@@ -80,7 +81,7 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
     let recorded_at = |c: &Contact| {
         c.consent
             .as_ref()
-            .map(JsonText::value)
+            .and_then(|c| c.value().ok())
             .as_ref()
             .and_then(|v| v.get("recorded_at"))
             .and_then(|v| v.as_str())
@@ -99,7 +100,7 @@ fn combine(target: &Contact, sources: &[Contact]) -> Contact {
         out.chatbot_id.clone_from(&latest.chatbot_id);
         out.session_id.clone_from(&latest.session_id);
     }
-    out
+    Ok(out)
 }
 
 /// Merges `sources` into `target`; the caller runs it in a transaction (and retries it on a
@@ -144,7 +145,8 @@ pub fn merge(
         return Ok(Err(Refused::SourcesNotFound(missing)));
     }
     let sources: Vec<Contact> = locked.into_iter().filter(|x| x.id != target_id).collect();
-    let merged = combine(&target, &sources);
+    let merged = combine(&target, &sources)
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
 
     diesel::update(
         s::contact_sessions

@@ -10,14 +10,18 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool};
 
 /// Advisory lock key of the fold: one process folds at a time, the others skip their turn.
-const FOLD_LOCK: i64 = 0x636f_6e74_6163_7473; // "contacts"
+/// (Not the migrations' key: a process migrating would keep every other from folding.)
+pub const FOLD_LOCK: i64 = 0x636f_6e74_666f_6c64; // "contfold"
 
 /// Moves every delta visible now into the rollups, in one transaction. The `DELETE` sees only
 /// committed deltas, and a delta committed meanwhile stays for the next fold, so none is
 /// counted twice or lost. Returns the number of deltas folded (0 when another process holds
 /// the fold). Not to be called inside a transaction (it vacuums).
 pub fn fold(conn: &mut PgConnection) -> QueryResult<i64> {
-    let folded = fold_once(conn)?;
+    // Another process folding this time: its turn, its vacuum.
+    let Some(folded) = fold_once(conn)? else {
+        return Ok(0);
+    };
     // The deltas table is a queue: under load it takes and loses tens of thousands of rows a
     // second, faster than autovacuum (which looks at a database once a minute) reclaims them.
     // Unvacuumed, every fold scanned more dead rows (the benchmark saw 210 MB of them and
@@ -28,13 +32,16 @@ pub fn fold(conn: &mut PgConnection) -> QueryResult<i64> {
     // (`vacuum_truncate = false`, migration 000006: the truncation takes an exclusive lock that
     // writers would queue behind). After a burst of writes it stayed 34 MB of empty pages that
     // every stats read scanned (7 ms of a 25 ms read, the benchmark's EXPLAIN after its write
-    // half). So a fold with nothing to fold (no figure changed since the last one) truncates
-    // it when it is more than a few pages. (It takes the lock only when no writer holds the
-    // table, and PostgreSQL stops the truncation as soon as a writer waits for it.)
+    // half). So the fold that holds the fold lock and had nothing to fold (no figure changed
+    // since the last fold) truncates it when it is more than a few pages. The exclusive lock
+    // is only tried (every 50 ms, for up to 5 s) while a writer holds the table, never queued
+    // for, and PostgreSQL stops the truncation as soon as a writer waits.
+    // (SKIP_LOCKED: when another process's vacuum of the table is running, this one is not
+    // needed; waiting for it would only hold a connection.)
     if folded > 0 {
-        conn.batch_execute("VACUUM contact_stats_deltas")?;
+        conn.batch_execute("VACUUM (SKIP_LOCKED) contact_stats_deltas")?;
     } else if deltas_bytes(conn)? > SMALL_DELTAS_BYTES {
-        conn.batch_execute("VACUUM (TRUNCATE) contact_stats_deltas")?;
+        conn.batch_execute("VACUUM (TRUNCATE, SKIP_LOCKED) contact_stats_deltas")?;
     }
     Ok(folded)
 }
@@ -54,7 +61,8 @@ pub fn deltas_bytes(conn: &mut PgConnection) -> QueryResult<i64> {
     Ok(size.bytes)
 }
 
-fn fold_once(conn: &mut PgConnection) -> QueryResult<i64> {
+/// The deltas folded, or `None` when another process holds the fold.
+fn fold_once(conn: &mut PgConnection) -> QueryResult<Option<i64>> {
     conn.transaction(|conn| {
         #[derive(QueryableByName)]
         struct Locked {
@@ -65,7 +73,7 @@ fn fold_once(conn: &mut PgConnection) -> QueryResult<i64> {
             .bind::<BigInt, _>(FOLD_LOCK)
             .get_result(conn)?;
         if !lock.locked {
-            return Ok(0);
+            return Ok(None);
         }
         #[derive(QueryableByName)]
         struct Folded {
@@ -73,7 +81,7 @@ fn fold_once(conn: &mut PgConnection) -> QueryResult<i64> {
             deltas: i64,
         }
         let folded: Folded = diesel::sql_query(FOLD).get_result(conn)?;
-        Ok(folded.deltas)
+        Ok(Some(folded.deltas))
     })
 }
 

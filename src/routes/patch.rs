@@ -57,7 +57,9 @@ pub struct ContactPatch {
 
 /// Applies a patch to the current values; `hint` is the stored country for national phones.
 fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, ApiError> {
-    let mut next = ContactChanges::from_contact(current);
+    let mut next = ContactChanges::from_contact(current).map_err(|e| {
+        ApiError::internal(format!("stored payload of contact {}: {e}", current.id))
+    })?;
     let mut check = Check::default();
     fn set<T>(
         check: &mut Check,

@@ -106,6 +106,34 @@ async fn get_answers_the_contact_with_its_etag() {
         .problem(404, "not_found");
 }
 
+/// The payload is written as PostgreSQL stores it (`models::JsonText`): compact, keys in
+/// `jsonb` order (shorter first), the same bytes in a contact, a page and an NDJSON export.
+#[actix_web::test]
+async fn the_payload_is_compact_json_in_jsonb_key_order() {
+    let app = spawn().await;
+    let t = token(1, "contacts:read contacts:upsert contacts:export");
+    let payload = json!({"ccc": {"x": "y z, \"q\""}, "aa": [1, 2.5], "b": true});
+    let c = app
+        .upsert_ok(
+            &t,
+            "bot",
+            "s",
+            json!({"channel": "api", "payload": payload}),
+        )
+        .await;
+    let expected = r#""payload":{"b":true,"aa":[1,2.5],"ccc":{"x":"y z, \"q\""}}"#;
+    for path in [
+        format!("/api/v1/contacts/{}", c["id"]),
+        "/api/v1/contacts".to_string(),
+        "/api/v1/contacts/export?format=ndjson".to_string(),
+    ] {
+        let r = app.get(&path, &t).await;
+        assert_eq!(r.status.as_u16(), 200, "{path}");
+        let body = String::from_utf8(r.body.to_vec()).unwrap();
+        assert!(body.contains(expected), "{path}: {body}");
+    }
+}
+
 #[actix_web::test]
 async fn patch_merges_fields_and_bumps_the_version() {
     let app = spawn().await;

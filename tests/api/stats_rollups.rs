@@ -477,6 +477,19 @@ fn the_deltas_table_shrinks_back_after_a_burst() {
     // The fold that empties it keeps the pages (writers may be appending meanwhile).
     assert_eq!(rollups::fold(&mut conn).unwrap(), 20000);
     assert_eq!(rollups::deltas_bytes(&mut conn).unwrap(), burst);
+    // A process that does not hold the fold (another one does) leaves the table alone.
+    let mut other = db.conn();
+    other
+        .batch_execute(&format!("SELECT pg_advisory_lock({})", rollups::FOLD_LOCK))
+        .unwrap();
+    assert_eq!(rollups::fold(&mut conn).unwrap(), 0);
+    assert_eq!(rollups::deltas_bytes(&mut conn).unwrap(), burst);
+    other
+        .batch_execute(&format!(
+            "SELECT pg_advisory_unlock({})",
+            rollups::FOLD_LOCK
+        ))
+        .unwrap();
     // The next fold has nothing to fold: it gives the empty pages back.
     assert_eq!(rollups::fold(&mut conn).unwrap(), 0);
     assert_eq!(rollups::deltas_bytes(&mut conn).unwrap(), 0);
