@@ -58,11 +58,15 @@ fn take_lock(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     }
 }
 
-/// Drops and builds again, concurrently, every invalid index of the `public` schema. A
+/// The indexes the migrations build concurrently (000010, 000011).
+const CONCURRENT_INDEXES: [&str; 2] = ["contacts_channel_idx", "contacts_country_idx"];
+
+/// Drops and builds again, concurrently, those of `CONCURRENT_INDEXES` that are invalid. A
 /// concurrent build that fails or whose process dies leaves its index invalid (unused by plans,
 /// still written by every insert), and `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would skip it
 /// for good. Under the migration lock no build of this service is in progress, so an invalid
-/// index is such a leftover.
+/// one is such a leftover. (Only these: an index an operator is building concurrently right now
+/// is invalid too, and is not the service's to drop.)
 fn rebuild_invalid_indexes(conn: &mut PgConnection) -> diesel::QueryResult<usize> {
     #[derive(QueryableByName)]
     struct Invalid {
@@ -75,8 +79,9 @@ fn rebuild_invalid_indexes(conn: &mut PgConnection) -> diesel::QueryResult<usize
         "SELECT format('%I.%I', n.nspname, c.relname) AS name, pg_get_indexdef(i.indexrelid) AS def \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE NOT i.indisvalid AND n.nspname = 'public'",
+         WHERE NOT i.indisvalid AND n.nspname = 'public' AND c.relname = ANY($1)",
     )
+    .bind::<diesel::sql_types::Array<Text>, _>(&CONCURRENT_INDEXES[..])
     .load(conn)?;
     for index in &invalid {
         log::warn!(
