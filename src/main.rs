@@ -250,7 +250,7 @@ fn spawn_task(
     name: &'static str,
     pool: db::Pool,
     interval: Duration,
-    pass: fn(&mut diesel::PgConnection) -> diesel::QueryResult<i64>,
+    mut pass: impl FnMut(&mut diesel::PgConnection) -> diesel::QueryResult<i64> + Send + 'static,
 ) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
@@ -314,12 +314,10 @@ fn serve() -> ExitCode {
             cfg.retention_interval,
             retention_pass,
         ),
-        spawn_task(
-            "stats fold",
-            pool.clone(),
-            FOLD_INTERVAL,
-            contacts_api::repo::rollups::fold,
-        ),
+        spawn_task("stats fold", pool.clone(), FOLD_INTERVAL, {
+            let mut folder = contacts_api::repo::rollups::Folder::default();
+            move |conn: &mut diesel::PgConnection| folder.pass(conn)
+        }),
     ];
     let client_timeout = cfg.limits.client_timeout;
     let state = routes::AppState::with_limits(pool, verifier, cfg.limits);

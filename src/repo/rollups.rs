@@ -18,32 +18,64 @@ pub const FOLD_LOCK: i64 = 0x636f_6e74_666f_6c64; // "contfold"
 /// counted twice or lost. Returns the number of deltas folded (0 when another process holds
 /// the fold). Not to be called inside a transaction (it vacuums).
 pub fn fold(conn: &mut PgConnection) -> QueryResult<i64> {
+    Ok(fold_and_vacuum(conn)?.unwrap_or(0))
+}
+
+/// `fold`, saying `None` when another process held the fold.
+fn fold_and_vacuum(conn: &mut PgConnection) -> QueryResult<Option<i64>> {
     // Another process folding this time: its turn, its vacuum.
     let Some(folded) = fold_once(conn)? else {
-        return Ok(0);
+        return Ok(None);
     };
     // The deltas table is a queue: under load it takes and loses tens of thousands of rows a
     // second, faster than autovacuum (which looks at a database once a minute) reclaims them.
     // Unvacuumed, every fold scanned more dead rows (the benchmark saw 210 MB of them and
     // batch upserts stalling behind a fold that took seconds). A vacuum of this small table,
-    // which has no index, takes milliseconds.
-    //
-    // The table does not give its empty tail back to the file system on its own
-    // (`vacuum_truncate = false`, migration 000006: the truncation takes an exclusive lock that
-    // writers would queue behind). After a burst of writes it stayed 34 MB of empty pages that
-    // every stats read scanned (7 ms of a 25 ms read, the benchmark's EXPLAIN after its write
-    // half). So the fold that holds the fold lock and had nothing to fold (no figure changed
-    // since the last fold) truncates it when it is more than a few pages. The exclusive lock
-    // is only tried (every 50 ms, for up to 5 s) while a writer holds the table, never queued
-    // for, and PostgreSQL stops the truncation as soon as a writer waits.
-    // (SKIP_LOCKED: when another process's vacuum of the table is running, this one is not
-    // needed; waiting for it would only hold a connection.)
+    // which has no index, takes milliseconds. (SKIP_LOCKED: when another process's vacuum of
+    // the table is running, this one is not needed.)
     if folded > 0 {
         conn.batch_execute("VACUUM (SKIP_LOCKED) contact_stats_deltas")?;
-    } else if deltas_bytes(conn)? > SMALL_DELTAS_BYTES {
-        conn.batch_execute("VACUUM (TRUNCATE, SKIP_LOCKED) contact_stats_deltas")?;
     }
-    Ok(folded)
+    Ok(Some(folded))
+}
+
+/// Folds after this many folds in a row with nothing to fold (seconds, at one fold a second)
+/// give the deltas table's empty pages back.
+pub const QUIET_FOLDS: u32 = 30;
+
+/// The server's fold task: `fold` every second, and after a quiet spell, the table's empty
+/// pages given back.
+///
+/// The table does not shrink on its own (`vacuum_truncate = false`, migration 000006: the
+/// truncation takes an exclusive lock that writers queue behind). After a burst of writes (a
+/// bulk delete, an import, the seed) it kept its high-water size, all empty pages that every
+/// stats read scanned: 34 MB, 7 ms of a 25 ms read in the benchmark. Truncating at the first
+/// fold with nothing to fold put the lock in the way of the writes that came next (new-session
+/// upserts right after the benchmark emptied an account: p99 5.7 / 10.4 ms -> 26.7 / 94.2 ms at
+/// 16 / 32 clients); after a quiet spell of `QUIET_FOLDS` folds that is rare, and PostgreSQL
+/// stops the truncation as soon as a writer waits. Only the process that holds the fold does it.
+#[derive(Debug, Default)]
+pub struct Folder {
+    /// Folds in a row by this process with nothing to fold.
+    quiet: u32,
+}
+
+impl Folder {
+    /// One pass: fold, then give the empty pages back after a quiet spell.
+    pub fn pass(&mut self, conn: &mut PgConnection) -> QueryResult<i64> {
+        let Some(folded) = fold_and_vacuum(conn)? else {
+            return Ok(0);
+        };
+        self.quiet = if folded > 0 {
+            0
+        } else {
+            self.quiet.saturating_add(1)
+        };
+        if self.quiet >= QUIET_FOLDS && deltas_bytes(conn)? > SMALL_DELTAS_BYTES {
+            conn.batch_execute("VACUUM (TRUNCATE, SKIP_LOCKED) contact_stats_deltas")?;
+        }
+        Ok(folded)
+    }
 }
 
 /// Size under which an idle deltas table is left alone: 8 pages.
