@@ -124,24 +124,22 @@ pub struct TestDb {
 impl TestDb {
     /// Clones the migrated template into a fresh database.
     pub fn new() -> Self {
-        let template = template_name();
-        let name = format!("contacts_t_{}", uuid::Uuid::new_v4().simple());
-        admin()
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-            .expect("clone template");
-        let url = url_for(&name);
-        let pool = db::build_pool(&url, 20, &Default::default());
-        Self { name, url, pool }
+        Self::create(&format!(" TEMPLATE {}", template_name()))
     }
 
     /// A new database without any table (not migrated).
     pub fn empty() -> Self {
+        Self::create("")
+    }
+
+    /// `CREATE DATABASE <fresh name><options>`, and a pool on it.
+    fn create(options: &str) -> Self {
         let name = format!("contacts_t_{}", uuid::Uuid::new_v4().simple());
         admin()
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
+            .batch_execute(&format!("CREATE DATABASE {name}{options}"))
+            .expect("create the test database");
         let url = url_for(&name);
-        let pool = db::build_pool(&url, 2, &Default::default());
+        let pool = db::build_pool(&url, 20, &Default::default());
         Self { name, url, pool }
     }
 
