@@ -313,7 +313,8 @@ impl From<DieselError> for ApiError {
                 DatabaseErrorKind::CheckViolation
                     if info.constraint_name() == Some("contacts_payload_size") =>
                 {
-                    ApiError::field("payload", "the merged payload would exceed the size limit")
+                    // The trigger's own message (migration 000012): sizes, never values.
+                    ApiError::field("payload", info.message())
                 }
                 DatabaseErrorKind::SerializationFailure
                 | DatabaseErrorKind::ClosedConnection

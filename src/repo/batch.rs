@@ -14,7 +14,7 @@ use crate::models::Contact;
 
 /// The multi-row form of the session upsert (see `contacts::UPSERT_SQL`): the items arrive as
 /// arrays, `ord` is each item's 1-based position. Rows whose merged payload would break the
-/// size limit are left out, their session untouched (and retried alone, to report them); so are
+/// size limit (migration 000012's trigger, measured by the same function) are left out, their session untouched (and retried alone, to report them); so are
 /// items that share a contact with another item of the round (a contact is updated once per
 /// statement).
 ///
@@ -64,7 +64,7 @@ WITH input AS (
     WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = i.chatbot_id AND s.session_id = i.session_id
       AND s.chatbot_id = ANY ($2::text[]) AND s.session_id = ANY ($3::text[])
       AND t.id = ANY (ARRAY(SELECT contact_id FROM found))
-      AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
+      AND (i.payload IS NULL OR contacts_payload_bytes(t.payload || i.payload) <= 16384)
     RETURNING i.ord, s.contact_id
 ), created AS (
     INSERT INTO contacts (account_id, id, name, email, phone, avatar_url, country_code,
@@ -95,7 +95,7 @@ WITH input AS (
     JOIN input i ON i.ord = s.ord
     WHERE t.account_id = (SELECT $1::bigint) AND t.id = s.contact_id
       AND t.id = ANY (ARRAY(SELECT id FROM locked))
-      AND octet_length((t.payload || COALESCE(i.payload, '{}'::jsonb))::text) <= 32768
+      AND (i.payload IS NULL OR contacts_payload_bytes(t.payload || i.payload) <= 16384)
     RETURNING t.*, i.ord
 ), before AS (
     SELECT f.ord, l.name, l.email, l.phone, l.avatar_url, l.country_code, l.ip_address, l.payload

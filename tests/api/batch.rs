@@ -524,13 +524,13 @@ async fn a_chatbot_restricted_token_fails_the_other_chatbots_items_alone() {
 async fn an_item_whose_merged_payload_is_too_large_fails_alone_and_changes_nothing() {
     let app = spawn().await;
     let t = token(1, "contacts:upsert contacts:read");
-    // Two 15 KB payloads of distinct keys: about 30 KB stored, under the 32 KiB row limit.
+    // Two 8 KB payloads of distinct keys: about 16,000 bytes stored, under the 16 KiB limit.
     app.upsert_ok(
         &t,
         "bot",
         "big",
         json!({"channel": "website", "ip_address": "203.0.113.9",
-               "payload": {"a": "a".repeat(15_000)}}),
+               "payload": {"a": "a".repeat(8_000)}}),
     )
     .await;
     let before = app
@@ -538,7 +538,7 @@ async fn an_item_whose_merged_payload_is_too_large_fails_alone_and_changes_nothi
             &t,
             "bot",
             "big",
-            json!({"channel": "website", "payload": {"b": "b".repeat(15_000)}}),
+            json!({"channel": "website", "payload": {"b": "b".repeat(8_000)}}),
         )
         .await;
     let id = before["id"].as_i64().unwrap();

@@ -116,9 +116,9 @@ async fn concurrent_upserts_are_grouped_and_each_answered_as_if_alone() {
 async fn a_grouped_upsert_whose_merged_payload_is_too_large_fails_alone() {
     let app = spawn().await;
     let t = token(1, "contacts:upsert contacts:read");
-    // Two 15 KB payloads of distinct keys: about 30 KB stored, under the 32 KiB row limit.
+    // Two 8 KB payloads of distinct keys: about 16,000 bytes stored, under the 16 KiB limit.
     for key in ["a", "b"] {
-        let payload = json!({ key: key.repeat(15_000) });
+        let payload = json!({ key: key.repeat(8_000) });
         app.upsert_ok(
             &t,
             "bot",
@@ -127,7 +127,7 @@ async fn a_grouped_upsert_whose_merged_payload_is_too_large_fails_alone() {
         )
         .await;
     }
-    // 40 calls at once; one of them would push the stored payload past 32 KiB.
+    // 40 calls at once; one of them would push the stored payload past 16 KiB.
     let (app, t) = (&app, &t);
     let calls = (0..40).map(|i| async move {
         let (session, payload) = if i == 20 {

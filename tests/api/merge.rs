@@ -747,7 +747,7 @@ async fn a_merge_whose_payload_would_exceed_the_size_limit_is_refused_and_change
     let t = token(1, RW);
     let mut ids = Vec::new();
     for k in ["a", "b", "c"] {
-        let body = json!({"channel": "website", "payload": {k: "x".repeat(12_000)}});
+        let body = json!({"channel": "website", "payload": {k: "x".repeat(6_000)}});
         ids.push(contact(&app, 1, "bot", k, body).await);
     }
     let before = state(&app.db);

@@ -616,36 +616,68 @@ async fn the_upsert_merges_the_payload_key_by_key() {
 }
 
 #[actix_web::test]
-async fn a_payload_grown_past_the_row_limit_by_merging_is_a_422() {
+async fn a_payload_grown_past_the_limit_by_merging_is_a_422_and_the_contact_stays_editable() {
     let app = spawn().await;
-    let t = token(1, UPSERT);
+    let t = token(1, "contacts:upsert contacts:write");
     let chunk = "x".repeat(16_000);
-    for key in ["a", "b"] {
-        app.upsert_ok(
+    let c = app
+        .upsert_ok(
             &t,
             "bot",
             "s",
-            json!({"channel": "api", "payload": {key: chunk}}),
+            json!({"channel": "api", "payload": {"a": chunk}}),
         )
         .await;
-    }
+    // Issue #14: the second 16,000-byte payload merged into 32 KB, after which the contact
+    // could no longer be edited. The limit is the stored contact's.
     let r = app
         .upsert(
             &t,
             "bot",
             "s",
-            json!({"channel": "api", "payload": {"c": chunk}}),
+            json!({"channel": "api", "payload": {"b": chunk}}),
         )
         .await;
     let p = rejected(&r, &["payload"]);
     assert!(!p.to_string().contains("constraint"), "{p}");
+    assert!(p.to_string().contains("16384"), "{p}");
     assert_eq!(
         app.db
             .count("SELECT count(*) AS n FROM contacts, jsonb_object_keys(payload)"),
-        2,
+        1,
         "the rejected merge was not stored"
     );
-    assert_eq!(app.db.count("SELECT max(version) AS n FROM contacts"), 2);
+    assert_eq!(app.db.count("SELECT max(version) AS n FROM contacts"), 1);
+    // A one-key PATCH still works, and so does an upsert that fits.
+    let path = format!("/api/v1/contacts/{}", c["id"]);
+    let r = app
+        .call(
+            Method::PATCH,
+            &path,
+            &t,
+            Some(json!({"payload": {"plan": "pro"}})),
+        )
+        .await;
+    assert_eq!(r.ok(200)["payload"]["plan"], "pro");
+    app.upsert_ok(
+        &t,
+        "bot",
+        "s",
+        json!({"channel": "api", "payload": {"n": 1}}),
+    )
+    .await;
+    // Exactly at the limit is fine; one byte more is not (compact JSON, as stored).
+    let room = 16_384 - "{\"a\":\"\"}".len();
+    let at = json!({"channel": "api", "payload": {"a": "y".repeat(room)}});
+    let fresh = app.upsert_ok(&t, "bot", "edge", at).await;
+    let over = json!({"channel": "api", "payload": {"b": 1}});
+    rejected(&app.upsert(&t, "bot", "edge", over).await, &["payload"]);
+    assert_eq!(fresh["version"], 1);
+    assert_eq!(
+        app.db
+            .count("SELECT max(contacts_payload_bytes(payload))::bigint AS n FROM contacts"),
+        16_384
+    );
 }
 
 #[actix_web::test]
@@ -891,4 +923,38 @@ async fn a_patch_of_fields_that_are_not_editable_is_a_422_and_changes_nothing() 
         }
     }
     assert_eq!(rows(&app), 1);
+}
+
+#[actix_web::test]
+async fn a_payload_stored_over_the_limit_by_a_former_version_can_shrink_but_not_grow() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn().await;
+    let t = token(1, "contacts:upsert contacts:write");
+    let c = app
+        .upsert_ok(&t, "bot", "old", json!({"channel": "api"}))
+        .await;
+    // What a version with the 32 KB bound could store; replica mode skips the trigger.
+    app.db
+        .conn()
+        .batch_execute(
+            "SET session_replication_role = replica; \
+             UPDATE contacts SET payload = jsonb_build_object('a', repeat('x', 20000)); \
+             SET session_replication_role = origin",
+        )
+        .unwrap();
+    // An interaction without payload, and one that rewrites a value, keep working.
+    app.upsert_ok(&t, "bot", "old", json!({"channel": "web", "name": "Ada"}))
+        .await;
+    let grow = json!({"channel": "web", "payload": {"b": 1}});
+    rejected(&app.upsert(&t, "bot", "old", grow).await, &["payload"]);
+    let path = format!("/api/v1/contacts/{}", c["id"]);
+    let r = app
+        .call(
+            Method::PATCH,
+            &path,
+            &t,
+            Some(json!({"payload": {"a": "short"}})),
+        )
+        .await;
+    assert_eq!(r.ok(200)["payload"], json!({"a": "short"}));
 }
