@@ -19,6 +19,7 @@ pub mod sessions;
 pub mod settings;
 pub mod stats;
 pub mod system;
+pub mod target;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -152,5 +153,6 @@ pub fn app(
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", state.openapi))
         .default_service(web::to(fallback::unmatched))
+        .wrap(from_fn(target::middleware))
         .wrap(from_fn(crate::request_id::middleware))
 }

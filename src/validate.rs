@@ -260,6 +260,30 @@ pub fn identifier(s: &str) -> Rule<String> {
     Ok(s.to_string())
 }
 
+/// Characters a `chatbot_id` may not start or end with: Unicode White_Space (what
+/// `char::is_whitespace` matches; its controls are refused anyway). Spelled out so that the
+/// OpenAPI pattern (`openapi::fields::chatbot_id`) states the same set.
+pub const EDGE_SPACES: &[char] = &[
+    ' ', '\u{a0}', '\u{1680}', '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}',
+    '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}', '\u{2009}', '\u{200a}', '\u{2028}', '\u{2029}',
+    '\u{202f}', '\u{205f}', '\u{3000}',
+];
+
+/// `chatbot_id`: an identifier that the list filters can name unambiguously. The filters take
+/// comma-separated ids, so no id holds a `,`; and no id starts or ends with a space, so that
+/// `chatbot_id=a, b` is refused (400) instead of silently naming `" b"`. Values are never
+/// trimmed: an id round-trips exactly or is refused.
+pub fn chatbot_id(s: &str) -> Rule<String> {
+    let id = identifier(s)?;
+    if s.contains(',') {
+        return Err("must not contain ',' (the list filters separate ids with commas)".into());
+    }
+    if s.starts_with(EDGE_SPACES) || s.ends_with(EDGE_SPACES) {
+        return Err("must not start or end with a space".into());
+    }
+    Ok(id)
+}
+
 /// `payload`: a JSON object of at most 16 KiB (compact), without NUL characters.
 pub fn payload(v: &Value) -> Rule<Map<String, Value>> {
     let Value::Object(map) = v else {

@@ -129,6 +129,24 @@ pub fn identifier() -> RefOr<Schema> {
     schema(v)
 }
 
+/// The characters a `chatbot_id` may not start or end with (`validate::EDGE_SPACES`).
+const EDGE_SPACES: &str = " \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// The pattern of one `chatbot_id`: an identifier without `,`, not starting or ending with a space.
+fn chatbot_id_pattern() -> String {
+    let edge = format!("[^,/{EDGE_SPACES}{CONTROLS}]");
+    format!("{edge}([^,/{CONTROLS}]{{0,126}}{edge})?")
+}
+
+/// `chatbot_id`: 1–128 characters, no control characters, no `/`, no `,`, no space at either end.
+pub fn chatbot_id() -> RefOr<Schema> {
+    schema(json!({"type": "string", "minLength": 1, "maxLength": 128,
+                  "pattern": format!("^{}$", chatbot_id_pattern()),
+                  "description": "1–128 characters, no control characters, no `/`, no `,`, \
+                                  not starting or ending with a space (so that the list \
+                                  filters can name every chatbot exactly)."}))
+}
+
 /// An optional `session_id` (null: none).
 pub fn optional_identifier() -> RefOr<Schema> {
     schema(
@@ -212,10 +230,9 @@ pub fn channel_list() -> RefOr<Schema> {
 /// Comma-separated chatbot ids (which therefore cannot hold a comma here).
 pub fn chatbot_list() -> RefOr<Schema> {
     list_of(
-        "Chatbot ids, comma-separated, 1 to 100.",
-        // 1–128 characters once trimmed (as the service counts them), hence no maxLength.
-        json!({"type": "string",
-                   "pattern": padded(&format!("[^,/ {CONTROLS}]([^,/{CONTROLS}]{{0,126}}[^,/ {CONTROLS}])?"))}),
+        "Chatbot ids, comma-separated, 1 to 100, each exactly as written (never trimmed: no \
+         chatbot id starts or ends with a space or holds a comma).",
+        json!({"type": "string", "pattern": format!("^{}$", chatbot_id_pattern())}),
     )
 }
 
@@ -232,7 +249,8 @@ pub fn country_list() -> RefOr<Schema> {
 pub fn payload() -> RefOr<Schema> {
     schema(json!({
         "description": "JSON object of at most 16 KiB (compact); no key or string may hold \
-                        a NUL character (`\\u0000`).",
+                        a NUL character (`\\u0000`). The limit is the stored contact's: a write \
+                        whose merge with the stored payload would pass it is a 422.",
         "anyOf": [{"$ref": "#/components/schemas/Payload"}, {"type": "null"}]
     }))
 }

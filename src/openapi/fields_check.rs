@@ -45,6 +45,8 @@ fn cores(long: usize) -> Vec<String> {
         "WEB_1",
         "bo/t",
         "a,b",
+        ",",
+        "\u{2003}x",
         "caf\u{e9}",
         "x\u{85}y",
         "\u{fdd0}",
@@ -97,6 +99,31 @@ fn name_short_text_channel_and_avatar_url_schemas_match_the_validators() {
     check("avatar_url", fields::avatar_url(), 2048, |v| {
         validate::avatar_url(v).is_ok()
     });
+    check("chatbot_id", fields::chatbot_id(), 128, |v| {
+        validate::chatbot_id(v).is_ok()
+    });
+}
+
+/// The upsert's path parameter states the same `chatbot_id` rule as the bodies.
+#[test]
+fn the_upsert_path_states_the_chatbot_id_rule() {
+    let doc = serde_json::to_value(crate::openapi::document()).expect("serialisable");
+    let params = &doc["paths"]["/api/v1/chatbots/{chatbot_id}/sessions/{session_id}/contact"]
+        ["put"]["parameters"];
+    let chatbot = params
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "chatbot_id")
+        .expect("chatbot_id parameter");
+    assert_eq!(
+        chatbot["schema"]["pattern"],
+        doc_pattern(fields::chatbot_id())
+    );
+}
+
+fn doc_pattern(s: RefOr<Schema>) -> Value {
+    doc(s)["pattern"].clone()
 }
 
 #[test]
@@ -114,8 +141,8 @@ fn query_schemas_match_the_filters() {
         as_schema(item(fields::chatbot_list())),
         128,
         |v| {
-            // A comma separates items: no item can hold one.
-            !v.contains(',') && validate::identifier(validate::trim_blank(v)).is_ok()
+            // A comma separates items: no item can hold one; items are never trimmed.
+            validate::chatbot_id(v).is_ok()
         },
     );
     let q = |v: &str| {

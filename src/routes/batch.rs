@@ -24,8 +24,8 @@ pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
-    /// Chatbot id (1–128 characters, no `/`).
-    #[schema(schema_with = crate::openapi::fields::identifier)]
+    /// Chatbot id (1–128 characters, no `/`, no `,`, no space at either end).
+    #[schema(schema_with = crate::openapi::fields::chatbot_id)]
     pub chatbot_id: String,
     /// Session id (1–128 characters, no `/`).
     #[schema(schema_with = crate::openapi::fields::identifier)]
@@ -126,7 +126,7 @@ fn parse_item(
     let bytes = serde_json::to_vec(&raw).map_err(|e| ApiError::internal(e.to_string()))?;
     let item: BatchItem = crate::extract::parse(&bytes)?;
     let mut check = Check::default();
-    let chatbot_id = check.req("chatbot_id", &item.chatbot_id, validate::identifier);
+    let chatbot_id = check.req("chatbot_id", &item.chatbot_id, validate::chatbot_id);
     let session_id = check.req("session_id", &item.session_id, validate::identifier);
     check.finish()?;
     principal.check_chatbot(&chatbot_id)?;

@@ -43,8 +43,8 @@ pub fn contact_response(status: actix_web::http::StatusCode, contact: &Contact) 
     "country_code": "GB", "payload": {"plan": "pro"}
 }))]
 pub struct CreateContactRequest {
-    /// Chatbot the contact belongs to (1–128 characters, no `/`).
-    #[schema(schema_with = crate::openapi::fields::identifier)]
+    /// Chatbot the contact belongs to (1–128 characters, no `/`, no `,`, no space at either end).
+    #[schema(schema_with = crate::openapi::fields::chatbot_id)]
     pub chatbot_id: String,
     /// Channel slug `[a-z0-9_-]{1,32}`.
     #[schema(schema_with = crate::openapi::fields::channel)]
@@ -102,7 +102,7 @@ pub async fn create_contact(
 ) -> Result<HttpResponse, ApiError> {
     let r = body.0;
     let mut check = Check::default();
-    let chatbot_id = check.req("chatbot_id", &r.chatbot_id, validate::identifier);
+    let chatbot_id = check.req("chatbot_id", &r.chatbot_id, validate::chatbot_id);
     let channel = check.req("channel", &r.channel, validate::channel);
     let session_id = r
         .session_id

@@ -70,6 +70,8 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// A comma-separated list; each item is checked by `rule` as sent (a rule may trim, as the
+/// channel and country rules do: their values hold no space, so trimming cannot name another).
 fn list(
     field: &str,
     value: &Option<String>,
@@ -78,9 +80,7 @@ fn list(
     let Some(v) = value else { return Ok(None) };
     let items: Result<Vec<String>, ApiError> = v
         .split(',')
-        .map(|item| {
-            rule(validate::trim_blank(item)).map_err(|m| bad(field, format!("`{item}`: {m}")))
-        })
+        .map(|item| rule(item).map_err(|m| bad(field, format!("`{item}`: {m}"))))
         .collect();
     let items = items?;
     if items.is_empty() || items.len() > 100 {
@@ -126,10 +126,13 @@ impl FilterParams {
         };
         let filter = ContactFilter {
             q,
-            channels: list("channel", &self.channel, validate::channel)?,
-            chatbots: list("chatbot_id", &self.chatbot_id, validate::identifier)?,
+            channels: list("channel", &self.channel, |c| {
+                validate::channel(validate::trim_blank(c))
+            })?,
+            // Exactly as sent: an id never starts or ends with a space (`validate::chatbot_id`).
+            chatbots: list("chatbot_id", &self.chatbot_id, validate::chatbot_id)?,
             country_codes: list("country_code", &self.country_code, |c| {
-                validate::country_code(c)?.ok_or_else(|| "empty".to_string())
+                validate::country_code(validate::trim_blank(c))?.ok_or_else(|| "empty".to_string())
             })?,
             created_from: time("created_from", &self.created_from)?,
             created_to: time("created_to", &self.created_to)?,

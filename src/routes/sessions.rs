@@ -64,7 +64,7 @@ pub struct UpsertContactRequest {
 #[utoipa::path(
     tag = "sessions",
     params(
-        ("chatbot_id" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^/\x00-\x1f\x7f-\x9f]+$", description = "Chatbot id (1–128 characters, no `/`, no control characters)"),
+        ("chatbot_id" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^,/ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f]([^,/\x00-\x1f\x7f-\x9f]{0,126}[^,/ \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?$", description = "Chatbot id (1–128 characters, no `/`, no `,`, no control characters, no space at either end)"),
         ("session_id" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^/\x00-\x1f\x7f-\x9f]+$", description = "The chatbot's session id (1–128 characters, no `/`, no control characters)"),
     ),
     request_body(content = UpsertContactRequest, content_type = "application/json"),
@@ -88,7 +88,7 @@ pub async fn upsert_session_contact(
 ) -> Result<HttpResponse, ApiError> {
     let (chatbot_id, session_id) = path.into_inner();
     let mut check = Check::default();
-    let chatbot_id = check.req("chatbot_id", &chatbot_id, validate::identifier);
+    let chatbot_id = check.req("chatbot_id", &chatbot_id, validate::chatbot_id);
     let session_id = check.req("session_id", &session_id, validate::identifier);
     check.finish()?;
     auth.0.check_chatbot(&chatbot_id)?;

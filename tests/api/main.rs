@@ -16,6 +16,7 @@ mod errors;
 mod export;
 mod faults;
 mod group_commit;
+mod identity;
 mod lifecycle;
 mod limits;
 mod list;
