@@ -18,13 +18,30 @@ pub fn encode<T: Serialize>(position: &T) -> String {
 /// server always accepts the cursors it issues, and still refuses absurd input cheaply.
 pub const MAX_LEN: usize = 4096;
 
-/// Decodes a cursor issued by `encode` for the same kind of position.
+/// Decodes a cursor issued by `encode` for the same kind of position. A cursor is client input
+/// like any other: one that decodes to a value the database cannot take (a NUL in a string, a
+/// time outside [`time`]'s range) is refused here, never sent to PostgreSQL to fail as a 500.
 pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
     if cursor.len() > MAX_LEN {
         return Err(invalid());
     }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map_err(|_| invalid())
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if crate::validate::has_nul(&value) {
+        return Err(invalid());
+    }
+    serde_json::from_value(value).map_err(|_| invalid())
+}
+
+/// Checks a time taken from a cursor: the service issues only times it stored, so anything
+/// outside years 1–9999 (PostgreSQL itself refuses years before 4713 BC) is forged.
+pub fn time(t: &chrono::DateTime<chrono::Utc>) -> Result<(), ApiError> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&t.year()) {
+        Ok(())
+    } else {
+        Err(invalid())
+    }
 }
 
 /// The 400 for a cursor that is malformed or was issued for another listing.

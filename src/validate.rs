@@ -151,15 +151,50 @@ pub fn phone(s: &str, region: Option<&str>) -> Rule<Option<String>> {
     }
     let normalised = t.strip_prefix("00").map(|r| format!("+{r}"));
     let input = normalised.as_deref().unwrap_or(t);
-    // Parsing (not the carrier-range check of `is_valid`) decides: ranges change faster than
-    // metadata, and a runtime must not lose a contact over a newly allocated range.
-    let e164 = phonenumber::parse(hint, input)
-        .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
-        .map_err(|_| "not a valid phone number".to_string())?;
+    let e164 = match trunk_in_brackets(input) {
+        Some(national) => national?,
+        // Parsing (not the carrier-range check of `is_valid`) decides: ranges change faster
+        // than metadata, and a runtime must not lose a contact over a newly allocated range.
+        None => phonenumber::parse(hint, input)
+            .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
+            .map_err(|_| "not a valid phone number".to_string())?,
+    };
     if (8..=16).contains(&e164.len()) {
         Ok(Some(e164))
     } else {
         Err("not a valid phone number".into())
+    }
+}
+
+/// `+44 (0) 7700 900123`: the bracketed `0` after the country code is the national trunk
+/// prefix, written for callers inside the country. The parser kept it in some numbers
+/// (`+4407700900123`, a different E.164 that no duplicate check would match) and dropped it in
+/// others. Read instead as what it says: the national number `0 7700 900123` of the country
+/// code's main region, whose own rules then keep the 0 (Italy) or drop it (the UK, Germany).
+/// `None` when the number has no such prefix.
+fn trunk_in_brackets(input: &str) -> Option<Rule<String>> {
+    let rest = input.strip_prefix('+')?;
+    let (code, national) = rest.split_once("(0)")?;
+    let invalid = || Some(Err("not a valid phone number".to_string()));
+    let code = code.trim_end_matches([' ', '-', '.']);
+    if code.is_empty() || code.len() > 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid();
+    }
+    let code: u16 = code.parse().ok()?;
+    let Some(region) = phonenumber::metadata::DATABASE
+        .by_code(&code)
+        .and_then(|m| {
+            m.first()
+                .and_then(|m| m.id().parse::<phonenumber::country::Id>().ok())
+        })
+    else {
+        return invalid();
+    };
+    match phonenumber::parse(Some(region), format!("0{national}")) {
+        Ok(n) if n.code().value() == code => {
+            Some(Ok(n.format().mode(phonenumber::Mode::E164).to_string()))
+        }
+        _ => invalid(),
     }
 }
 
@@ -422,5 +457,37 @@ mod tests {
         let mut t = serde_json::json!({"a": "b", "c": {"d": "e", "f": "g"}});
         merge_patch(&mut t, &serde_json::json!({"a": "z", "c": {"f": null}}));
         assert_eq!(t, serde_json::json!({"a": "z", "c": {"d": "e"}}));
+    }
+}
+
+#[cfg(test)]
+mod phone_tests {
+    #[test]
+    fn a_trunk_prefix_in_brackets_after_the_country_code_is_the_national_zero() {
+        for (input, e164) in [
+            ("+44 (0) 7700 900123", "+447700900123"),
+            ("+44(0)7700900123", "+447700900123"),
+            ("0044 (0) 7700 900123", "+447700900123"),
+            ("+44 (0)20 7946 0958", "+442079460958"),
+            ("+49 (0)30 123456", "+4930123456"),
+            ("+33 (0)1 23 45 67 89", "+33123456789"),
+            // Italy keeps its 0 in the international form.
+            ("+39 (0)6 12345678", "+390612345678"),
+            ("+1 (415) 555-0100", "+14155550100"),
+        ] {
+            assert_eq!(
+                super::phone(input, None),
+                Ok(Some(e164.to_string())),
+                "{input}"
+            );
+        }
+        for bad in [
+            "+ (0) 7700 900123",
+            "+4444 (0) 7700",
+            "+44 (0)",
+            "+4x (0) 7700 900123",
+        ] {
+            assert!(super::phone(bad, None).is_err(), "{bad}");
+        }
     }
 }

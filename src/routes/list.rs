@@ -97,6 +97,9 @@ pub async fn list_contacts(
             if cur.s != sort_name || cur.f != fp || !cur.p.fits(sort) {
                 return Err(crate::cursor::invalid());
             }
+            if let list::Key::Time(t) = &cur.p.key {
+                crate::cursor::time(t)?;
+            }
             Some(cur.p)
         }
     };

@@ -208,6 +208,7 @@ pub async fn list_contact_sessions(
             if cur.c != id {
                 return Err(crate::cursor::invalid());
             }
+            crate::cursor::time(&cur.t)?;
             Some((cur.t, cur.b, cur.s))
         }
     };

@@ -189,3 +189,51 @@ async fn a_chatbot_filter_names_exactly_the_ids_it_lists_in_list_export_stats_an
         .ok(200);
     assert_eq!(r["data"].as_array().unwrap().len(), 2);
 }
+
+#[actix_web::test]
+async fn a_phone_written_with_the_trunk_prefix_in_brackets_is_the_same_e164_everywhere() {
+    let app = spawn().await;
+    let t = token(
+        1,
+        "contacts:upsert contacts:write contacts:read privacy:manage",
+    );
+    let a = app
+        .upsert_ok(
+            &t,
+            "bot",
+            "a",
+            json!({"channel": "web", "phone": "+447700900123"}),
+        )
+        .await;
+    let b = app
+        .upsert_ok(
+            &t,
+            "bot",
+            "b",
+            json!({"channel": "web", "phone": "+44 (0) 7700 900123"}),
+        )
+        .await;
+    assert_eq!(b["phone"], "+447700900123", "not +4407700900123");
+    let path = format!("/api/v1/contacts/{}", a["id"]);
+    let r = app
+        .call(
+            Method::PATCH,
+            &path,
+            &t,
+            Some(json!({"phone": "0044 (0)7700 900123"})),
+        )
+        .await;
+    assert_eq!(r.ok(200)["phone"], "+447700900123");
+    let dups = app.get("/api/v1/contacts/duplicates", &t).await.ok(200);
+    assert_eq!(dups["data"][0]["value"], "+447700900123", "{dups}");
+    assert_eq!(dups["data"][0]["contact_ids"].as_array().unwrap().len(), 2);
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/privacy/access",
+            &t,
+            Some(json!({"phone": "+44(0)7700 900123"})),
+        )
+        .await;
+    assert_eq!(r.ok(200)["contacts"].as_array().unwrap().len(), 2);
+}
