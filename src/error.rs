@@ -125,9 +125,13 @@ pub enum ApiError {
     /// 409: another unique-key conflict.
     #[error("{0}")]
     Conflict(String),
-    /// 412: `If-Match` names another version.
-    #[error("the contact has changed: its version is {0}")]
-    PreconditionFailed(i64),
+    /// 412: `If-Match` or `If-None-Match` does not hold; the current version, if any.
+    #[error("{}", match .0 {
+        Some(v) => format!("the contact has changed: its version is {v}"),
+        None => "the precondition does not hold: there is no current representation with an \
+                 entity tag".to_string(),
+    })]
+    PreconditionFailed(Option<i64>),
     /// 429: the account spent its request budget; retry after this many seconds.
     #[error("this account sent too many requests; retry in {0} s")]
     RateLimited(u64),

@@ -71,6 +71,7 @@ const SHARED: &[(&str, &str, &str)] = &[
     ("415", "UnsupportedMediaType", "The body is not `application/json` (`unsupported_media_type`)."),
     ("422", "UnprocessableContent", "Invalid field values (`validation_failed`, with `errors`), unknown fields (`unknown_field`) or values of the wrong type (`invalid_body`)."),
     ("408", "RequestTimeout", "The body did not arrive within `CLIENT_TIMEOUT_SECONDS` (`request_timeout`); the connection is closed."),
+    ("412", "PreconditionFailed", "`If-Match` or `If-None-Match` does not hold (`precondition_failed`). On one contact they are evaluated against its `ETag` (`\"<version>\"`); an operation on a collection has no entity tag, so there `If-Match: *` and a list of `If-None-Match` tags hold, while a list of `If-Match` tags and `If-None-Match: *` fail (RFC 9110 §13.2)."),
     ("429", "TooManyRequests", "The account spent its budget (`rate_limited`) or runs its maximum of concurrent exports (`too_many_exports`); `Retry-After` says when to retry, `RateLimit-*` describe the budget."),
     ("500", "InternalError", "Unexpected failure (`internal_error`); the body never carries internals."),
     ("503", "Unavailable", "The database is unreachable or saturated (`service_unavailable`); `Retry-After` says when to retry."),
@@ -106,7 +107,7 @@ fn response_headers(status: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-fn add_shared(op: &mut Operation) {
+fn add_shared(op: &mut Operation, write: bool) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
     let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
@@ -115,6 +116,7 @@ fn add_shared(op: &mut Operation) {
             "400" => has_params || has_body,
             "401" | "403" | "429" | "503" => secured,
             "408" | "413" | "415" | "422" => has_body,
+            "412" => write && secured,
             _ => true,
         };
         if applies && !op.responses.responses.contains_key(*status) {
@@ -145,6 +147,37 @@ fn scope_note(op: &mut Operation) {
     let note = format!("\n\nRequired scope: {}.", scopes.join(" or "));
     let description = op.description.get_or_insert_with(String::new);
     description.push_str(&note);
+}
+
+/// Every write evaluates `If-Match` and `If-None-Match` or refuses (RFC 9110 §13.2.2): each
+/// documents both headers.
+fn precondition_params(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let pattern = r#"^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$"#;
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    for (name, what) in [
+        ("If-Match", "Perform the write only if the current version is one of these entity tags (`\"<version>\"`, strong comparison), or, with `*`, if there is a current representation."),
+        ("If-None-Match", "Perform the write only if the current version is none of these entity tags (weak comparison), or, with `*`, if there is no current representation (an upsert then only creates)."),
+    ] {
+        let present = params.iter().any(|p| match p {
+            RefOr::T(p) => p.name == name,
+            RefOr::Ref(_) => false,
+        });
+        if present {
+            continue;
+        }
+        let schema = utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(pattern));
+        params.push(RefOr::T(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .description(Some(what))
+                .schema(Some(schema))
+                .build(),
+        ));
+    }
 }
 
 /// `schema_with` parameters carry their description in the schema: move it to the parameter
@@ -199,17 +232,19 @@ pub fn document() -> utoipa::openapi::OpenApi {
     }
     fields::refine(components);
     for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            add_shared(op);
+        for (op, write) in [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ] {
+            let Some(op) = op else { continue };
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if write && secured {
+                precondition_params(op);
+            }
+            add_shared(op, write);
             scope_note(op);
             lift_param_descriptions(op);
         }

@@ -334,18 +334,19 @@ pub enum Deleted {
     VersionMismatch(i64),
 }
 
-/// Deletes a contact (sessions cascade); with `versions`, only at one of those versions.
+/// Deletes a contact (sessions cascade), only when `allows` its current version (the caller's
+/// preconditions).
 pub fn delete(
     conn: &mut PgConnection,
     account_id: i64,
     id: i64,
-    versions: Option<&[i64]>,
+    allows: impl Fn(i64) -> bool,
 ) -> QueryResult<Deleted> {
     conn.transaction(|conn| {
         let Some(current) = find_for_update(conn, account_id, id)? else {
             return Ok(Deleted::NotFound);
         };
-        if versions.is_some_and(|v| !v.contains(&current.version)) {
+        if !allows(current.version) {
             return Ok(Deleted::VersionMismatch(current.version));
         }
         diesel::delete(c::contacts.find((account_id, id))).execute(conn)?;

@@ -19,6 +19,8 @@ pub enum Refused {
     TargetMerged(i64),
     /// These sources do not exist in the account (merged-away ids included).
     SourcesNotFound(Vec<i64>),
+    /// The caller's precondition refused the target at this version.
+    Precondition(i64),
 }
 
 /// Where a merged-away contact went, if it was merged.
@@ -113,6 +115,7 @@ pub fn merge(
     target_id: i64,
     source_ids: &[i64],
     actor: &str,
+    allows: impl Fn(i64) -> bool,
 ) -> QueryResult<Result<Contact, Refused>> {
     s::contact_sessions
         .filter(s::account_id.eq(account_id))
@@ -136,6 +139,9 @@ pub fn merge(
             None => Refused::TargetNotFound,
         }));
     };
+    if !allows(target.version) {
+        return Ok(Err(Refused::Precondition(target.version)));
+    }
     let missing: Vec<i64> = source_ids
         .iter()
         .copied()

@@ -20,6 +20,33 @@ pub fn contact_of(
         .optional()
 }
 
+/// The version of the contact a session is linked to, both rows locked in the upsert's order
+/// (the session, then its contact), so that a conditional upsert sees no change before its
+/// own; `None` when the session is not linked yet.
+pub fn contact_version_for_update(
+    conn: &mut PgConnection,
+    account_id: i64,
+    chatbot_id: &str,
+    session_id: &str,
+) -> QueryResult<Option<i64>> {
+    use crate::schema::contacts::dsl as c;
+    let Some(contact_id) = s::contact_sessions
+        .find((account_id, chatbot_id, session_id))
+        .select(s::contact_id)
+        .for_update()
+        .first::<i64>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    c::contacts
+        .find((account_id, contact_id))
+        .select(c::version)
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
 /// Position in the newest-first order of a contact's sessions.
 pub type SessionKey = (DateTime<Utc>, String, String);
 

@@ -164,6 +164,7 @@ fn parse_item(
 #[post("/contacts/batch-upsert")]
 pub async fn batch_upsert_contacts(
     auth: Auth<Upsert>,
+    _preconditions: crate::routes::precondition::OnCollection,
     pool: web::Data<Pool>,
     metrics: web::Data<Metrics>,
     body: Body<BatchRequest, BODY_LIMIT>,

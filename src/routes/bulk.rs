@@ -116,6 +116,7 @@ fn parse_filter(
 #[post("/contacts/bulk-delete")]
 pub async fn bulk_delete_contacts(
     auth: Auth<Delete>,
+    _preconditions: crate::routes::precondition::OnCollection,
     pool: web::Data<Pool>,
     body: Body<BulkDeleteRequest>,
 ) -> Result<HttpResponse, ApiError> {

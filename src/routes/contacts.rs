@@ -12,7 +12,7 @@ use crate::extract::Body;
 use crate::models::{Contact, NewContact};
 use crate::repo::audit;
 use crate::repo::contacts::{self as repo, Deleted};
-use crate::routes::precondition::IfMatch;
+use crate::routes::precondition::Preconditions;
 use crate::validate::{self, Check};
 
 /// 404 for an unknown id, or 410 (with the canonical link) for an id merged into another.
@@ -97,6 +97,7 @@ pub struct CreateContactRequest {
 #[post("/contacts")]
 pub async fn create_contact(
     auth: Auth<Write>,
+    _preconditions: crate::routes::precondition::OnCollection,
     pool: web::Data<Pool>,
     body: Body<CreateContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -215,7 +216,7 @@ pub async fn get_contact(
         (status = 204, description = "Deleted."),
         (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The contact was merged into another (`contact_merged`); `Link: </api/v1/contacts/{target}>; rel=\"canonical\"`.", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` names another version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` or `If-None-Match` does not hold at the current version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:delete"]))
 )]
@@ -227,13 +228,12 @@ pub async fn delete_contact(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (account, id) = (auth.0.account_id, id.into_inner());
-    let if_match = IfMatch::from_request(&req)?;
-    let versions = if_match.versions();
+    let cond = Preconditions::from_request(&req)?;
     let actor = auth.0.sub.clone();
     with_conn(&pool, move |conn| {
         use diesel::Connection;
         conn.transaction(
-            |conn| match repo::delete(conn, account, id, versions.as_deref())? {
+            |conn| match repo::delete(conn, account, id, |v| cond.allows(Some(v)))? {
                 Deleted::Yes => {
                     audit::record(
                         conn,
@@ -243,7 +243,7 @@ pub async fn delete_contact(
                     Ok(())
                 }
                 Deleted::NotFound => Err(missing(conn, account, id)),
-                Deleted::VersionMismatch(v) => Err(ApiError::PreconditionFailed(v)),
+                Deleted::VersionMismatch(v) => Err(Preconditions::failed(Some(v))),
             },
         )
     })

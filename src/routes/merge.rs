@@ -1,7 +1,7 @@
 //! `POST /contacts/{id}/merge`: fold duplicates into one contact.
 
 use actix_web::http::StatusCode;
-use actix_web::{post, web, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -12,6 +12,7 @@ use crate::extract::Body;
 use crate::models::Contact;
 use crate::repo::merge::{self, Refused};
 use crate::routes::contacts::contact_response;
+use crate::routes::precondition::Preconditions;
 
 /// Most sources in one merge.
 pub const MAX_SOURCES: usize = 100;
@@ -63,8 +64,10 @@ pub async fn merge_contacts(
     auth: Auth<Write>,
     pool: web::Data<Pool>,
     id: web::Path<i64>,
+    req: HttpRequest,
     body: Body<MergeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let cond = Preconditions::from_request(&req)?;
     let (account, target) = (auth.0.account_id, id.into_inner());
     let sources = body.0.source_ids;
     let mut errors = Vec::new();
@@ -91,7 +94,11 @@ pub async fn merge_contacts(
     let outcome = with_conn(&pool, move |conn| {
         Ok(retry_transient(|| {
             use diesel::Connection;
-            conn.transaction(|conn| merge::merge(conn, account, target, &sources, &actor))
+            conn.transaction(|conn| {
+                merge::merge(conn, account, target, &sources, &actor, |v| {
+                    cond.allows(Some(v))
+                })
+            })
         })?
         .map_err(|refused| (refused, sources)))
     })
@@ -100,6 +107,7 @@ pub async fn merge_contacts(
         Ok(contact) => Ok(contact_response(StatusCode::OK, &contact)),
         Err((Refused::TargetNotFound, _)) => Err(ApiError::contact_not_found(target)),
         Err((Refused::TargetMerged(to), _)) => Err(ApiError::Merged(to)),
+        Err((Refused::Precondition(v), _)) => Err(Preconditions::failed(Some(v))),
         Err((Refused::SourcesNotFound(missing), sources)) => Err(ApiError::Validation(
             sources
                 .iter()

@@ -12,7 +12,7 @@ use crate::models::{Contact, ContactChanges};
 use crate::repo::audit;
 use crate::repo::contacts as repo;
 use crate::routes::contacts::{contact_response, missing};
-use crate::routes::precondition::IfMatch;
+use crate::routes::precondition::Preconditions;
 use crate::validate::{self, Check};
 
 /// Present-but-null (`Some(None)`) differs from absent (`None`) in a merge patch.
@@ -148,7 +148,7 @@ fn apply_patch(p: &ContactPatch, current: &Contact) -> Result<ContactChanges, Ap
          headers(("ETag" = String, description = "Quoted new version"))),
         (status = 404, description = "No such contact in this account.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The contact was merged into another (`contact_merged`); `Link: </api/v1/contacts/{target}>; rel=\"canonical\"`.", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` names another version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` or `If-None-Match` does not hold at the current version (`precondition_failed`).", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["contacts:write"]))
 )]
@@ -161,7 +161,7 @@ pub async fn update_contact(
     body: Body<ContactPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, id) = (auth.0.account_id, id.into_inner());
-    let if_match = IfMatch::from_request(&req)?;
+    let cond = Preconditions::from_request(&req)?;
     let patch = body.0;
     let actor = auth.0.sub.clone();
     let contact = with_conn(&pool, move |conn| {
@@ -170,8 +170,8 @@ pub async fn update_contact(
             let Some(current) = repo::find_for_update(conn, account, id)? else {
                 return Err(missing(conn, account, id));
             };
-            if !if_match.allows(current.version) {
-                return Err(ApiError::PreconditionFailed(current.version));
+            if !cond.allows(Some(current.version)) {
+                return Err(Preconditions::failed(Some(current.version)));
             }
             let next = apply_patch(&patch, &current)?;
             let changed = next.changed_fields(&current);

@@ -119,6 +119,7 @@ pub struct AccessDocument {
 #[post("/privacy/access")]
 pub async fn create_privacy_access(
     auth: Auth<PrivacyManage>,
+    _preconditions: crate::routes::precondition::OnCollection,
     pool: web::Data<Pool>,
     body: Body<SubjectRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -202,6 +203,7 @@ pub struct ErasureResult {
 #[post("/privacy/erasure")]
 pub async fn create_privacy_erasure(
     auth: Auth<PrivacyManage>,
+    _preconditions: crate::routes::precondition::OnCollection,
     pool: web::Data<Pool>,
     body: Body<SubjectRequest>,
 ) -> Result<HttpResponse, ApiError> {

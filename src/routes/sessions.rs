@@ -1,7 +1,7 @@
 //! Chat sessions: the chatbot runtime's upsert (the hot path) and a contact's session list.
 
 use actix_web::http::StatusCode;
-use actix_web::{get, put, web, HttpResponse};
+use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,6 +16,7 @@ use crate::models::{Contact, ContactSession};
 use crate::repo::{contacts, sessions};
 use crate::routes::contacts::contact_response;
 use crate::routes::paging;
+use crate::routes::precondition::Preconditions;
 use crate::validate::{self, Check};
 
 /// Body of the session upsert: what the chatbot learned in this interaction.
@@ -84,8 +85,10 @@ pub async fn upsert_session_contact(
     metrics: web::Data<Metrics>,
     coalescer: web::Data<Coalescer>,
     path: web::Path<(String, String)>,
+    req: HttpRequest,
     body: Body<UpsertContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let cond = Preconditions::from_request(&req)?;
     let (chatbot_id, session_id) = path.into_inner();
     let mut check = Check::default();
     let chatbot_id = check.req("chatbot_id", &chatbot_id, validate::chatbot_id);
@@ -93,10 +96,21 @@ pub async fn upsert_session_contact(
     check.finish()?;
     auth.0.check_chatbot(&chatbot_id)?;
     let upsert = to_upsert(chatbot_id, session_id, body.0)?;
-    let (contact, created) = coalescer
-        .into_inner()
-        .upsert(&pool, auth.0.account_id, auth.0.sub.clone(), upsert)
-        .await?;
+    let (account, actor) = (auth.0.account_id, auth.0.sub.clone());
+    let (contact, created) = if cond.is_empty() {
+        coalescer
+            .into_inner()
+            .upsert(&pool, account, actor, upsert)
+            .await?
+    } else {
+        // A conditional upsert is its own transaction: the group commit cannot hold a
+        // condition per request.
+        with_conn(&pool, move |conn| {
+            use diesel::Connection;
+            conn.transaction(|conn| conditional_upsert(conn, account, &upsert, &actor, &cond))
+        })
+        .await?
+    };
     metrics.upserted(created.into(), (!created).into());
     let status = if created {
         StatusCode::CREATED
@@ -104,6 +118,35 @@ pub async fn upsert_session_contact(
         StatusCode::OK
     };
     Ok(contact_response(status, &contact))
+}
+
+/// The upsert under `If-Match` / `If-None-Match`, evaluated against the session's contact (no
+/// contact: no current representation, so `If-None-Match: *` creates only and `If-Match`
+/// fails); call inside a transaction.
+fn conditional_upsert(
+    conn: &mut diesel::PgConnection,
+    account: i64,
+    upsert: &contacts::SessionUpsert,
+    actor: &str,
+    cond: &Preconditions,
+) -> Result<(Contact, bool), ApiError> {
+    let current = sessions::contact_version_for_update(
+        conn,
+        account,
+        &upsert.chatbot_id,
+        &upsert.session_id,
+    )?;
+    if !cond.allows(current) {
+        return Err(Preconditions::failed(current));
+    }
+    let (contact, created) = contacts::upsert_session(conn, account, upsert, actor)?;
+    // No row to lock when the session was new: a concurrent call may have created it since;
+    // then the condition was evaluated against a state that no longer holds (the transaction
+    // rolls back).
+    if current.is_none() && !created && !cond.allows(Some(contact.version - 1)) {
+        return Err(Preconditions::failed(Some(contact.version - 1)));
+    }
+    Ok((contact, created))
 }
 
 /// Validates one upsert item into the repository's input.

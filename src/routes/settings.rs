@@ -54,6 +54,7 @@ pub async fn get_retention(
 #[put("/settings/retention")]
 pub async fn update_retention(
     auth: Auth<PrivacyManage>,
+    _preconditions: crate::routes::precondition::OnCollection,
     pool: web::Data<Pool>,
     body: Body<Retention>,
 ) -> Result<HttpResponse, ApiError> {

@@ -938,7 +938,7 @@ async fn failed_changes_leave_no_audit_row() {
             &t,
             "bot",
             "s1",
-            json!({"channel": "api", "name": "Ada", "payload": {"a": "a".repeat(15_000)}}),
+            json!({"channel": "api", "name": "Ada", "payload": {"a": "a".repeat(8_000)}}),
         )
         .await;
     let id = id_of(&c);
@@ -946,7 +946,7 @@ async fn failed_changes_leave_no_audit_row() {
         &t,
         "bot",
         "s1",
-        json!({"channel": "api", "payload": {"b": "b".repeat(15_000)}}),
+        json!({"channel": "api", "payload": {"b": "b".repeat(8_000)}}),
     )
     .await;
     let other = id_of(

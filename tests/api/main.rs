@@ -24,6 +24,7 @@ mod list;
 mod merge;
 mod migrations;
 mod plans;
+mod preconditions;
 mod prepared;
 mod privacy;
 mod sessions;
