@@ -12,6 +12,7 @@ mod bulk;
 mod contacts;
 mod contract;
 mod duplicates;
+mod encoding;
 mod errors;
 mod export;
 mod faults;
