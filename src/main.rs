@@ -293,6 +293,13 @@ fn serve() -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    // The address first, before any thread touches the database: a taken BIND_ADDR fails
+    // fast, and the process never exits while a pool thread is inside libpq (exit-time
+    // teardown of libkrb5 or OpenSSL under such a thread crashed it with SIGSEGV or SIGABRT).
+    let listener = match std::net::TcpListener::bind(cfg.bind_addr) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("BIND_ADDR: {e}")),
+    };
     // A server started before its database waits for it instead of exiting.
     loop {
         match db::prepare_database(&cfg.database_url) {
@@ -327,7 +334,7 @@ fn serve() -> ExitCode {
         // where the pool is dropped and its connections closed. (SIGINT and SIGQUIT are
         // actix's forced shutdown: in-flight requests are cut.)
         HttpServer::new(move || routes::app(state.clone()))
-            .bind(cfg.bind_addr)?
+            .listen(listener)?
             .client_request_timeout(client_timeout)
             .client_disconnect_timeout(Duration::from_secs(2))
             .keep_alive(Duration::from_secs(75))
@@ -339,6 +346,11 @@ fn serve() -> ExitCode {
     for (stop, task) in tasks {
         drop(stop);
         let _ = task.join();
+    }
+    // The pool's own threads may still be opening a connection (replenishing after a lost
+    // one); the process exits only once none is inside libpq.
+    if !db::wait_for_connects(Duration::from_secs(10)) {
+        log::warn!("exiting while a database connection is still being opened");
     }
     log::info!("stopped: server shut down, database pool closed");
     match result {
