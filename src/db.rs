@@ -31,6 +31,11 @@ pub fn with_connection_params(url: &str) -> String {
         ("keepalives_idle", "30"),
         ("keepalives_interval", "10"),
         ("keepalives_count", "3"),
+        // libpq's default (`prefer`) first asks libkrb5 for Kerberos credentials on every TCP
+        // connection: a round trip when the server has none, and Kerberos code running in the
+        // pool's threads (where a process exiting under it crashed). GSSAPI encryption stays
+        // available by setting `gssencmode` in DATABASE_URL.
+        ("gssencmode", "disable"),
     ] {
         if !url.contains(&format!("{key}=")) {
             params.push(format!("{key}={value}"));
@@ -119,6 +124,7 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<Conn, Self::Error> {
+        let _opening = Opening::start();
         self.0.connect().map(|pg| Conn {
             pg,
             lost: false,
@@ -139,6 +145,39 @@ impl ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.lost || self.0.has_broken(&mut conn.pg)
     }
+}
+
+/// Connections being opened right now (by the pool's threads), and a signal when one ends.
+static OPENING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One connection being opened; counted in [`OPENING`] until dropped.
+struct Opening;
+
+impl Opening {
+    fn start() -> Self {
+        *OPENING.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Opening
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        *OPENING.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        OPENING.1.notify_all();
+    }
+}
+
+/// Waits (at most `timeout`) until no pooled connection is being opened; false on timeout.
+/// Called at exit: a process that exits while a thread is inside libpq's connection setup
+/// (Kerberos, TLS) can crash in their exit-time teardown.
+pub fn wait_for_connects(timeout: Duration) -> bool {
+    let count = OPENING.0.lock().unwrap_or_else(|p| p.into_inner());
+    let (count, _) = OPENING
+        .1
+        .wait_timeout_while(count, timeout, |n| *n > 0)
+        .unwrap_or_else(|p| p.into_inner());
+    *count == 0
 }
 
 /// Builds the pool; connections are opened lazily, so this succeeds while the database is down.

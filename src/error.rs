@@ -51,7 +51,8 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable identifier: `validation_failed`, `unknown_field`, `invalid_body`,
     /// `malformed_json`, `unsupported_media_type`, `payload_too_large`, `invalid_parameter`,
-    /// `invalid_header`, `invalid_token`, `insufficient_scope`, `not_found`, `method_not_allowed`,
+    /// `invalid_header`, `invalid_request`, `unsupported_encoding`, `uri_too_long`,
+    /// `header_fields_too_large`, `invalid_token`, `insufficient_scope`, `not_found`, `method_not_allowed`,
     /// `contact_merged`, `session_conflict`, `conflict`, `precondition_failed`, `rate_limited`,
     /// `too_many_exports`, `request_timeout`, `service_unavailable`, `internal_error`.
     #[schema(example = "validation_failed")]
@@ -107,6 +108,19 @@ pub enum ApiError {
     /// 401.
     #[error("{0}")]
     Unauthorized(String),
+    /// 400: credentials sent ambiguously or malformed (RFC 6750 §3.1 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 415: a `Content-Encoding` the service does not decode, or a body that is not in the
+    /// coding it claims; answered with `Accept-Encoding` (RFC 9110 §15.5.16).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+    /// 414: the request target is longer than the service accepts.
+    #[error("the request target is longer than the {0} bytes this service accepts")]
+    UriTooLong(usize),
+    /// 431: the request's header fields are too many or too large.
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
     /// 403.
     #[error("this operation needs the scope {0}")]
     InsufficientScope(String),
@@ -177,6 +191,10 @@ impl ApiError {
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::InvalidHeader(_) => "invalid_header",
             ApiError::Unauthorized(_) => "invalid_token",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::UriTooLong(_) => "uri_too_long",
+            ApiError::HeaderFieldsTooLarge(_) => "header_fields_too_large",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -238,8 +256,13 @@ impl ResponseError for ApiError {
             }
             ApiError::MalformedJson(_)
             | ApiError::InvalidParameter { .. }
-            | ApiError::InvalidHeader(_) => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            | ApiError::InvalidHeader(_)
+            | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
@@ -267,11 +290,25 @@ impl ResponseError for ApiError {
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
             ApiError::Unauthorized(detail) => {
-                let detail = detail.replace('"', "'");
                 res.insert_header((
                     header::WWW_AUTHENTICATE,
-                    format!("Bearer error=\"invalid_token\", error_description=\"{detail}\""),
+                    format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        error_description(detail)
+                    ),
                 ));
+            }
+            ApiError::InvalidRequest(detail) => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        "Bearer error=\"invalid_request\", error_description=\"{}\"",
+                        error_description(detail)
+                    ),
+                ));
+            }
+            ApiError::UnsupportedEncoding(_) => {
+                res.insert_header((header::ACCEPT_ENCODING, crate::encoding::ACCEPTED));
             }
             ApiError::InsufficientScope(scope) => {
                 res.insert_header((
@@ -304,6 +341,21 @@ impl ResponseError for ApiError {
         }
         res.json(self.problem())
     }
+}
+
+/// RFC 6750 §3: `error_description` is printable ASCII without `"` or `\`. Anything else is
+/// replaced, so a detail can never make the header value invalid (which would turn the 401
+/// into a 500).
+fn error_description(detail: &str) -> String {
+    detail
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 impl From<DieselError> for ApiError {

@@ -1,7 +1,7 @@
 //! The `contacts-api` binary: `serve` (default), `migrate`, `token`, `openapi`.
 
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::HttpServer;
@@ -293,6 +293,21 @@ fn serve() -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    // The address first, before any thread touches the database: a taken BIND_ADDR fails
+    // fast, and the process never exits while a pool thread is inside libpq (exit-time
+    // teardown of libkrb5 or OpenSSL under such a thread crashed it with SIGSEGV or SIGABRT).
+    // actix binds here (its backlog of 1024, not std's 128); the workers build the app from
+    // the state once `run` starts them, which is after the state is set below.
+    let state_cell: Arc<OnceLock<routes::AppState>> = Arc::default();
+    let app_state = Arc::clone(&state_cell);
+    let server = HttpServer::new(move || {
+        routes::app(app_state.get().expect("state is set before run").clone())
+    })
+    .bind(cfg.bind_addr);
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => return fail(format!("BIND_ADDR: {e}")),
+    };
     // A server started before its database waits for it instead of exiting.
     loop {
         match db::prepare_database(&cfg.database_url) {
@@ -320,14 +335,15 @@ fn serve() -> ExitCode {
         }),
     ];
     let client_timeout = cfg.limits.client_timeout;
-    let state = routes::AppState::with_limits(pool, verifier, cfg.limits);
+    let _ = state_cell.set(routes::AppState::with_limits(pool, verifier, cfg.limits));
+    // The workers hold their own clones of the state; this one must not outlive the server.
+    drop(state_cell);
     let result = actix_web::rt::System::new().block_on(async move {
         log::info!("serving on http://{}", cfg.bind_addr);
         // SIGTERM: stop accepting, let in-flight requests finish (up to 30 s), then return here,
         // where the pool is dropped and its connections closed. (SIGINT and SIGQUIT are
         // actix's forced shutdown: in-flight requests are cut.)
-        HttpServer::new(move || routes::app(state.clone()))
-            .bind(cfg.bind_addr)?
+        server
             .client_request_timeout(client_timeout)
             .client_disconnect_timeout(Duration::from_secs(2))
             .keep_alive(Duration::from_secs(75))
@@ -339,6 +355,11 @@ fn serve() -> ExitCode {
     for (stop, task) in tasks {
         drop(stop);
         let _ = task.join();
+    }
+    // The pool's own threads may still be opening a connection (replenishing after a lost
+    // one); the process exits only once none is inside libpq.
+    if !db::wait_for_connects(Duration::from_secs(10)) {
+        log::warn!("exiting while a database connection is still being opened");
     }
     log::info!("stopped: server shut down, database pool closed");
     match result {

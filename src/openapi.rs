@@ -64,11 +64,11 @@ impl Modify for Security {
 
 /// Shared error responses, referenced from every operation that can produce them.
 const SHARED: &[(&str, &str, &str)] = &[
-    ("400", "BadRequest", "Malformed JSON (`malformed_json`), a bad path or query parameter (`invalid_parameter`) or header (`invalid_header`)."),
-    ("401", "Unauthorized", "Missing, malformed, expired or forged token (`invalid_token`); `WWW-Authenticate: Bearer error=\"invalid_token\"`."),
+    ("400", "BadRequest", "Malformed JSON (`malformed_json`), a bad path or query parameter (`invalid_parameter`) or header (`invalid_header`), or credentials sent ambiguously: two `Authorization` fields, several credentials in one, or a token both in the header and in `access_token` (`invalid_request`, with `WWW-Authenticate: Bearer error=\"invalid_request\"`)."),
+    ("401", "Unauthorized", "Missing, malformed, expired or forged token, or one whose header uses `crit`, `b64`, `zip`, `enc` or `cty`, whose `typ` is not `JWT` or `at+jwt`, with duplicate member names, or with a claim out of its rules (`account_id` 1 to 2^63-1; `sub` 1 to 255 characters without control characters; `chatbot_id` as the path's, without `,` or edge whitespace; `scope` space-separated RFC 6749 scope tokens; `exp`, `nbf`, `iat` integers up to year 9999) (`invalid_token`); `WWW-Authenticate: Bearer error=\"invalid_token\"`."),
     ("403", "Forbidden", "The token lacks the operation's scope, or is restricted to another chatbot (`insufficient_scope`)."),
     ("413", "PayloadTooLarge", "The body exceeds the operation's limit (`payload_too_large`)."),
-    ("415", "UnsupportedMediaType", "The body is not `application/json` (`unsupported_media_type`)."),
+    ("415", "UnsupportedMediaType", "The body is not `application/json` (`unsupported_media_type`), or is sent with a `Content-Encoding` other than one `gzip`, or is not the gzip it claims (`unsupported_encoding`, with `Accept-Encoding: gzip`). A gzip body is decoded within the operation's size limit (413 beyond)."),
     ("422", "UnprocessableContent", "Invalid field values (`validation_failed`, with `errors`), unknown fields (`unknown_field`) or values of the wrong type (`invalid_body`)."),
     ("408", "RequestTimeout", "The body did not arrive within `CLIENT_TIMEOUT_SECONDS` (`request_timeout`); the connection is closed."),
     ("412", "PreconditionFailed", "`If-Match` or `If-None-Match` does not hold (`precondition_failed`). On one contact they are evaluated against its `ETag` (`\"<version>\"`); an operation on a collection has no entity tag, so there `If-Match: *` and a list of `If-None-Match` tags hold, while a list of `If-Match` tags and `If-None-Match: *` fail (RFC 9110 §13.2)."),

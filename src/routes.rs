@@ -153,6 +153,10 @@ pub fn app(
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/api/openapi.json", state.openapi))
         .default_service(web::to(fallback::unmatched))
+        // Innermost first: the body's coding, the target's encoding, then the head's limits,
+        // then the request id (outermost, so every refusal above carries it).
+        .wrap(from_fn(crate::encoding::middleware))
         .wrap(from_fn(target::middleware))
+        .wrap(from_fn(crate::http_limits::middleware))
         .wrap(from_fn(crate::request_id::middleware))
 }

@@ -399,3 +399,311 @@ async fn minted_token_is_accepted() {
         .await;
     assert_accepted(&r);
 }
+
+/// A token from a raw header and raw claims (JSON text, so duplicates and odd members survive),
+/// signed HS256 with `secret`.
+fn raw_token(header: &str, claims: &str, secret: &[u8]) -> String {
+    let message = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let sig = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(secret),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{message}.{sig}")
+}
+
+/// `raw_token` with the test app's secret.
+fn raw(header: &str, claims: &str) -> String {
+    raw_token(header, claims, SECRET.as_bytes())
+}
+
+/// 401 `invalid_token` whose detail mentions `needle`.
+#[track_caller]
+fn assert_refused_for(r: &Resp, needle: &str) {
+    assert_invalid_token(r);
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains(needle),
+        "detail {detail:?} lacks {needle:?}"
+    );
+}
+
+#[actix_web::test]
+async fn header_parameters_that_change_the_reading_are_refused() {
+    let app = spawn().await;
+    let c = claims().to_string();
+    for (header, needle) in [
+        // RFC 7515 §4.1.11: extensions marked critical must be understood; none is.
+        (r#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#, "crit"),
+        (
+            r#"{"alg":"HS256","crit":["x-tenant"],"x-tenant":"2"}"#,
+            "crit",
+        ),
+        (r#"{"alg":"HS256","crit":[]}"#, "crit"),
+        // RFC 7797: an unencoded payload, with or without `crit`.
+        (r#"{"alg":"HS256","b64":false,"crit":["b64"]}"#, "crit"),
+        (r#"{"alg":"HS256","b64":false}"#, "b64"),
+        (r#"{"alg":"HS256","b64":true}"#, "b64"),
+        (r#"{"alg":"HS256","zip":"DEF"}"#, "zip"),
+        (r#"{"alg":"HS256","enc":"A256GCM"}"#, "enc"),
+        (r#"{"alg":"HS256","cty":"JWT"}"#, "cty"),
+    ] {
+        assert_refused_for(&app.get(LIST, &raw(header, &c)).await, needle);
+    }
+    // Unknown parameters that are not critical, and key hints, are ignored (RFC 7515 §4).
+    let plain = r#"{"alg":"HS256","typ":"JWT","kid":"key-1","x-trace":"abc"}"#;
+    assert_accepted(&app.get(LIST, &raw(plain, &c)).await);
+}
+
+#[actix_web::test]
+async fn only_jwt_and_access_token_types_are_accepted() {
+    let app = spawn().await;
+    let c = claims().to_string();
+    for typ in [
+        "JWT",
+        "jwt",
+        "application/jwt",
+        "at+jwt",
+        "application/at+JWT",
+    ] {
+        let header = json!({"alg": "HS256", "typ": typ}).to_string();
+        assert_accepted(&app.get(LIST, &raw(&header, &c)).await);
+    }
+    for typ in [
+        json!("secevent+jwt"),
+        json!("dpop+jwt"),
+        json!("logout+jwt"),
+        json!("JOSE+JSON"),
+        json!(""),
+        json!(1),
+        Value::Null,
+    ] {
+        let header = json!({"alg": "HS256", "typ": typ}).to_string();
+        assert_refused_for(&app.get(LIST, &raw(&header, &c)).await, "typ");
+    }
+}
+
+#[actix_web::test]
+async fn duplicate_members_are_refused_not_resolved() {
+    let app = spawn().await;
+    let exp = now() + 600;
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    for (claims, name) in [
+        (
+            format!(
+                r#"{{"sub":"x","account_id":1,"account_id":2,"scope":"contacts:read","exp":{exp}}}"#
+            ),
+            "account_id",
+        ),
+        (
+            format!(
+                r#"{{"sub":"x","account_id":2,"scope":"contacts:read","exp":{exp},"account_id":1}}"#
+            ),
+            "account_id",
+        ),
+        (
+            format!(
+                r#"{{"sub":"x","account_id":1,"scope":"","scope":"contacts:read","exp":{exp}}}"#
+            ),
+            "scope",
+        ),
+        (
+            format!(r#"{{"sub":"x","account_id":1,"scope":"contacts:read","exp":1,"exp":{exp}}}"#),
+            "exp",
+        ),
+    ] {
+        let r = app.get(LIST, &raw(header, &claims)).await;
+        assert_refused_for(&r, "duplicate member");
+        assert_refused_for(&r, name);
+    }
+    let c = claims().to_string();
+    let r = app
+        .get(LIST, &raw(r#"{"alg":"none","alg":"HS256"}"#, &c))
+        .await;
+    assert_refused_for(&r, "duplicate member `alg`");
+    // A duplicate name that is not a plain identifier is not repeated in the answer, and the
+    // challenge header stays valid.
+    let odd = format!(r#"{{"sub":"x","account_id":1,"exp":{exp},"\u00e9\"\n":1,"\u00e9\"\n":2}}"#);
+    let r = app.get(LIST, &raw(header, &odd)).await;
+    assert_refused_for(&r, "duplicate member");
+}
+
+#[actix_web::test]
+async fn key_hints_in_the_token_are_never_followed() {
+    let app = spawn().await;
+    let c = claims().to_string();
+    let attacker = b"attacker-secret-attacker-secret-01234";
+    let k = b64(attacker);
+    for header in [
+        r#"{"alg":"HS256","jku":"https://evil.test/jwks.json","kid":"evil"}"#.to_string(),
+        r#"{"alg":"HS256","x5u":"https://evil.test/cert.pem"}"#.to_string(),
+        format!(r#"{{"alg":"HS256","jwk":{{"kty":"oct","k":"{k}"}}}}"#),
+    ] {
+        // Signed with the key the token points to: refused.
+        let forged = raw_token(&header, &c, attacker);
+        assert_refused_for(&app.get(LIST, &forged).await, "signature");
+        // Signed with the server's key: accepted, the hint ignored.
+        assert_accepted(&app.get(LIST, &raw(&header, &c)).await);
+    }
+}
+
+#[actix_web::test]
+async fn ambiguous_credentials_are_400_invalid_request() {
+    let app = spawn().await;
+    let valid = token(1, "contacts:read");
+    let other = token(2, "contacts:read");
+    let check = |r: Resp| {
+        r.problem(400, "invalid_request");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_request\""),
+            "WWW-Authenticate: {challenge}"
+        );
+    };
+    // Two Authorization fields, whichever comes first.
+    let r = app
+        .send(
+            TestRequest::get()
+                .uri(LIST)
+                .append_header(("authorization", format!("Bearer {valid}")))
+                .append_header(("authorization", format!("Bearer {other}"))),
+        )
+        .await;
+    check(r);
+    let r = app
+        .send(
+            TestRequest::get()
+                .uri(LIST)
+                .append_header(("authorization", format!("Bearer {valid}")))
+                .append_header(("authorization", "Basic dXNlcjpwYXNz")),
+        )
+        .await;
+    check(r);
+    // Comma-joined credentials, extra words, a header and a query-string token.
+    for value in [
+        format!("Bearer {valid}, Bearer {other}"),
+        format!("Bearer {valid},"),
+        format!("Basic dXNlcjpwYXNz, Bearer {valid}"),
+        format!("Bearer {valid} {other}"),
+        format!("Bearer {valid} extra"),
+    ] {
+        let r = app
+            .send(
+                TestRequest::get()
+                    .uri(LIST)
+                    .insert_header(("authorization", value.as_str())),
+            )
+            .await;
+        check(r);
+    }
+    let r = app
+        .send(
+            TestRequest::get()
+                .uri(&format!("{LIST}?access_token={other}"))
+                .insert_header(("authorization", format!("Bearer {valid}"))),
+        )
+        .await;
+    check(r);
+    // Several spaces after the scheme are still one credential (RFC 9110 §11.4: 1*SP).
+    let r = app
+        .send(
+            TestRequest::get()
+                .uri(LIST)
+                .insert_header(("authorization", format!("Bearer   {valid}"))),
+        )
+        .await;
+    assert_accepted(&r);
+}
+
+/// Claims that verify but carry values the database cannot store or the contract forbids.
+fn unstorable_claims() -> Vec<(&'static str, Value)> {
+    let far = 253_402_300_800i64; // 10000-01-01T00:00:00Z
+    vec![
+        ("sub", with("sub", json!("ali\u{0}ce"))),
+        ("sub", with("sub", json!("ali\u{1}ce"))),
+        ("sub", with("sub", json!("line\nbreak"))),
+        ("sub", with("sub", json!("x".repeat(256)))),
+        ("sub", with("sub", json!(""))),
+        ("sub", with("sub", json!(42))),
+        ("chatbot_id", with("chatbot_id", json!("bot\u{0}"))),
+        ("chatbot_id", with("chatbot_id", json!("bo/t"))),
+        ("chatbot_id", with("chatbot_id", json!("bot,other"))),
+        ("chatbot_id", with("chatbot_id", json!(" bot"))),
+        ("chatbot_id", with("chatbot_id", json!("bot "))),
+        ("chatbot_id", with("chatbot_id", json!(""))),
+        ("chatbot_id", with("chatbot_id", json!("b".repeat(129)))),
+        ("chatbot_id", with("chatbot_id", Value::Null)),
+        ("chatbot_id", with("chatbot_id", json!(["bot"]))),
+        ("account_id", with("account_id", json!(0))),
+        ("account_id", with("account_id", json!(-1))),
+        (
+            "account_id",
+            with("account_id", json!(9_223_372_036_854_775_808u64)),
+        ),
+        ("account_id", with("account_id", json!(1.5))),
+        ("account_id", with("account_id", json!(1.0))),
+        ("account_id", with("account_id", json!("1"))),
+        ("account_id", with("account_id", json!(true))),
+        (
+            "scope",
+            with("scope", json!(["contacts:upsert", "contacts:write"])),
+        ),
+        (
+            "scope",
+            with("scope", json!("contacts:upsert\tcontacts:write")),
+        ),
+        ("scope", with("scope", json!("contacts:write\u{0}"))),
+        ("scope", with("scope", Value::Null)),
+        ("exp", with("exp", json!(far))),
+        ("exp", with("exp", json!(now() as f64 + 600.5))),
+        ("exp", with("exp", json!(1e300))),
+        ("exp", with("exp", json!(-1))),
+        ("nbf", with("nbf", json!(far))),
+        ("nbf", with("nbf", json!(-5))),
+        ("iat", with("iat", json!(far))),
+        ("iat", with("iat", json!("yesterday"))),
+    ]
+}
+
+#[actix_web::test]
+async fn unstorable_claim_values_are_401_on_writes_and_audited_operations() {
+    let app = spawn().await;
+    for (name, mut c) in unstorable_claims() {
+        c["scope"] = match &c["scope"] {
+            Value::String(s) if s == "contacts:read" => json!("contacts:upsert contacts:write"),
+            other => other.clone(),
+        };
+        let t = hs(&c);
+        let r = app
+            .upsert(&t, "bot", "s-1", json!({"channel": "web", "name": "Ada"}))
+            .await;
+        assert_refused_for(&r, name);
+        let r = app
+            .call(
+                actix_web::http::Method::POST,
+                "/api/v1/contacts",
+                &t,
+                Some(json!({"chatbot_id": "bot", "channel": "api", "name": "Ada"})),
+            )
+            .await;
+        assert_refused_for(&r, name);
+    }
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM contacts"), 0);
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM audit_events"), 0);
+    // The same claims within the rules write normally.
+    let mut c = with("sub", json!("bot-runtime é 🤖"));
+    c["scope"] = json!("contacts:upsert contacts:write");
+    c["chatbot_id"] = json!("bot");
+    c["iat"] = json!(now());
+    c["nbf"] = json!(now() - 10);
+    let r = app
+        .upsert(
+            &hs(&c),
+            "bot",
+            "s-1",
+            json!({"channel": "web", "name": "Ada"}),
+        )
+        .await;
+    r.ok(201);
+}

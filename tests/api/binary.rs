@@ -196,3 +196,125 @@ fn serve_creates_and_migrates_its_database_then_answers_with_a_minted_token() {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .unwrap();
 }
+
+/// Waits up to `limit` for the child to exit.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn database_exists(name: &str) -> bool {
+    use diesel::RunQueryDsl;
+    let mut conn = diesel::PgConnection::establish(&url_for("postgres")).unwrap();
+    diesel::sql_query(format!(
+        "SELECT 1 AS one FROM pg_database WHERE datname = '{name}'"
+    ))
+    .execute(&mut conn)
+    .unwrap()
+        > 0
+}
+
+fn drop_database(name: &str) {
+    diesel::PgConnection::establish(&url_for("postgres"))
+        .unwrap()
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+}
+
+/// Finding 6 of issue #14: with BIND_ADDR taken and a database that does not exist yet, the
+/// process sometimes died by a signal inside libkrb5 (the pool's threads were connecting while
+/// it exited). The address is now taken first: the start fails before touching the database.
+#[test]
+fn a_taken_bind_addr_exits_2_with_one_line_and_no_signal_on_a_fresh_database() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    for run in 0..20 {
+        let name = format!("contacts_bind_{}", uuid::Uuid::new_v4().simple());
+        let mut child = command()
+            .arg("serve")
+            .env("DATABASE_URL", url_for(&name))
+            .env("BIND_ADDR", addr.to_string())
+            .env("JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        let created = database_exists(&name);
+        if created {
+            drop_database(&name);
+        }
+        let Some(status) = status else {
+            let _ = child.kill();
+            panic!("run {run}: still running after 30 s");
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "run {run}: {status:?}, stderr: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "run {run}: {stderr}");
+        assert!(stderr.contains("BIND_ADDR"), "run {run}: {stderr}");
+        assert!(
+            !created,
+            "run {run}: the database was created before the bind failed"
+        );
+    }
+}
+
+/// SIGTERM after a normal start: in-flight work ends, the pool closes, exit status 0.
+#[test]
+fn sigterm_after_a_normal_start_exits_0() {
+    let db = TestDb::new();
+    let port = free_port();
+    let mut server = Server(
+        command()
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("JWT_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while http_status(port, "/readyz") != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not get ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_exit(&mut server.0, Duration::from_secs(40)).expect("exited after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// The status of a GET, or None when the server does not answer (yet).
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split(' ').nth(1)?.parse().ok()
+}

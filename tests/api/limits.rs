@@ -298,3 +298,47 @@ async fn metrics_count_requests_by_route_and_status_with_latency_pool_and_upsert
         }
     }
 }
+
+/// The request-head limits the application enforces itself (below actix-http's fixed ones,
+/// which answer an empty 431 or 400 before the application runs): problem+json with
+/// `X-Request-Id`, like every other refusal.
+#[actix_web::test]
+async fn oversized_request_heads_are_problem_json() {
+    let app = spawn().await;
+    let t = token(1, "contacts:read");
+    // A query string beyond 8 KiB: 414, before anything parses it.
+    let long = format!("/api/v1/contacts?q={}", "a".repeat(8 * 1024));
+    let r = app
+        .send(
+            TestRequest::get()
+                .uri(&long)
+                .insert_header(("authorization", format!("Bearer {t}"))),
+        )
+        .await;
+    r.problem(414, "uri_too_long");
+    // Just within: answered normally.
+    let fits = format!("/healthz?x={}", "a".repeat(8 * 1024 - 11));
+    app.send(TestRequest::get().uri(&fits)).await.ok(200);
+    let over = format!("/healthz?x={}", "a".repeat(8 * 1024 - 10));
+    app.send(TestRequest::get().uri(&over))
+        .await
+        .problem(414, "uri_too_long");
+    // More than 64 header fields: 431.
+    let mut req = TestRequest::get()
+        .uri("/api/v1/contacts")
+        .insert_header(("authorization", format!("Bearer {t}")));
+    for i in 0..70 {
+        req = req.append_header((format!("x-filler-{i}"), "1"));
+    }
+    app.send(req).await.problem(431, "header_fields_too_large");
+    // More than 32 KiB of header fields: 431, unauthenticated or not.
+    let r = app
+        .send(
+            TestRequest::get()
+                .uri("/healthz")
+                .insert_header(("x-a", "a".repeat(20 * 1024)))
+                .insert_header(("x-b", "b".repeat(20 * 1024))),
+        )
+        .await;
+    r.problem(431, "header_fields_too_large");
+}

@@ -13,6 +13,7 @@ mod contacts;
 mod contract;
 mod cursors;
 mod duplicates;
+mod encoding;
 mod errors;
 mod export;
 mod faults;
