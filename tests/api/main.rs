@@ -11,6 +11,7 @@ mod binary;
 mod bulk;
 mod contacts;
 mod contract;
+mod deadlocks;
 mod duplicates;
 mod errors;
 mod export;
