@@ -335,6 +335,8 @@ pub enum Deleted {
 }
 
 /// Deletes a contact (sessions cascade); with `versions`, only at one of those versions.
+/// The sessions are locked before the contact (`repo::locks`): the cascade would otherwise
+/// lock them after it, the reverse of an upsert of one of them.
 pub fn delete(
     conn: &mut PgConnection,
     account_id: i64,
@@ -342,6 +344,7 @@ pub fn delete(
     versions: Option<&[i64]>,
 ) -> QueryResult<Deleted> {
     conn.transaction(|conn| {
+        super::locks::sessions_then_contacts(conn, account_id, &[id], &[id])?;
         let Some(current) = find_for_update(conn, account_id, id)? else {
             return Ok(Deleted::NotFound);
         };

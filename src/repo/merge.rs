@@ -104,9 +104,9 @@ fn combine(target: &Contact, sources: &[Contact]) -> serde_json::Result<Contact>
 }
 
 /// Merges `sources` into `target`; the caller runs it in a transaction (and retries it on a
-/// deadlock). Contacts are locked in id order, so concurrent merges cannot deadlock each other.
-/// The sources' sessions are locked before any contact: the session upsert locks its session
-/// row, then its contact, and taking the contacts first here would deadlock with it.
+/// deadlock). The sources' sessions, then the contacts, are locked in the house order
+/// (`repo::locks`): the session upsert locks its session row, then its contact, and taking the
+/// contacts first here would deadlock with it.
 pub fn merge(
     conn: &mut PgConnection,
     account_id: i64,
@@ -114,15 +114,10 @@ pub fn merge(
     source_ids: &[i64],
     actor: &str,
 ) -> QueryResult<Result<Contact, Refused>> {
-    s::contact_sessions
-        .filter(s::account_id.eq(account_id))
-        .filter(s::contact_id.eq_any(source_ids))
-        .order((s::chatbot_id, s::session_id))
-        .select(s::session_id)
-        .for_update()
-        .load::<String>(conn)?;
     let mut ids: Vec<i64> = source_ids.to_vec();
     ids.push(target_id);
+    super::locks::sessions_then_contacts(conn, account_id, source_ids, &ids)?;
+    // (Held already: this reads them.)
     let locked: Vec<Contact> = c::contacts
         .filter(c::account_id.eq(account_id))
         .filter(c::id.eq_any(&ids))

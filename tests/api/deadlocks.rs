@@ -59,7 +59,10 @@ async fn overlapping_batch_upserts_never_deadlock_and_lose_nothing() {
     let t = token(1, RW);
     // Existing sessions, and one contact that two sessions lead to (merged).
     let existing: Vec<String> = (0..6).map(|i| format!("e{i}")).collect();
-    for s in existing.iter().chain(["m0".to_string(), "m1".to_string()].iter()) {
+    for s in existing
+        .iter()
+        .chain(["m0".to_string(), "m1".to_string()].iter())
+    {
         app.upsert_ok(&t, "bot", s, json!({"channel": "website"}))
             .await;
     }
@@ -133,13 +136,19 @@ async fn overlapping_batch_upserts_never_deadlock_and_lose_nothing() {
             let body = r.ok(200);
             for (k, res) in body["results"].as_array().unwrap().iter().enumerate() {
                 let status = res["status"].as_u64().unwrap();
-                assert!(status == 200 || status == 201, "trial {trial} batch {b} item {k}: {res}");
+                assert!(
+                    status == 200 || status == 201,
+                    "trial {trial} batch {b} item {k}: {res}"
+                );
                 assert_eq!(res["contact"]["session_id"], batches[b][k]["session_id"]);
                 created += usize::from(status == 201);
             }
         }
         let named_new = new.iter().filter(|s| named.contains_key(*s)).count();
-        assert_eq!(created, named_new, "trial {trial}: each new session created once");
+        assert_eq!(
+            created, named_new,
+            "trial {trial}: each new session created once"
+        );
         assert_eq!(
             app.db.count("SELECT count(*) AS n FROM contacts"),
             6 + 1 + named.keys().filter(|s| s.starts_with('n')).count() as i64,
@@ -249,14 +258,16 @@ async fn erasure_against_upserts_of_the_same_person_never_deadlocks() {
             .await
         };
         let delete = async move {
-            app.call(Method::DELETE, &format!("/api/v1/contacts/{}", ids[3]), t, None)
-                .await
+            app.call(
+                Method::DELETE,
+                &format!("/api/v1/contacts/{}", ids[3]),
+                t,
+                None,
+            )
+            .await
         };
-        let (answers, erased, del) = futures::join!(
-            futures::future::join_all(upserts),
-            erase,
-            delete
-        );
+        let (answers, erased, del) =
+            futures::join!(futures::future::join_all(upserts), erase, delete);
         for (k, r) in answers.iter().enumerate() {
             assert!(
                 matches!(r.status.as_u16(), 200 | 201),
