@@ -28,12 +28,7 @@ pub fn delete_ids(
 ) -> QueryResult<i64> {
     conn.transaction(|conn| {
         super::locks::sessions_then_contacts(conn, account_id, ids, ids)?;
-        let n = diesel::delete(
-            c::contacts
-                .filter(c::account_id.eq(account_id))
-                .filter(c::id.eq_any(ids)),
-        )
-        .execute(conn)? as i64;
+        let n = super::locks::delete_contacts(conn, account_id, ids)? as i64;
         if n > 0 {
             super::audit::record(
                 conn,

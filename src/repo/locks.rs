@@ -33,29 +33,69 @@ use diesel::sql_types::BigInt;
 
 use super::fragments::{Bind, Prepared};
 
+// The statements probe by key, one `LATERAL` subquery per id or session that the planner cannot
+// flatten (`OFFSET 0`, `FOR UPDATE`): `= ANY ($array)` or a join let a generic plan of a
+// never-analysed account scan the whole account (see `batch::BATCH_UPSERT_SQL`). The locks are
+// taken in the order of the sorted outer rows.
+
 /// Locks the sessions of the contacts `$2`, in key order; returns each one's contact.
 pub const LOCK_SESSIONS_SQL: &str = r#"
-SELECT s.contact_id AS id
-FROM contact_sessions s
-WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = ANY ($2::bigint[])
-ORDER BY s.chatbot_id, s.session_id
-FOR UPDATE
+SELECT l.contact_id AS id
+FROM (
+    SELECT s.chatbot_id, s.session_id
+    FROM (SELECT DISTINCT unnest($2::bigint[]) AS id) k
+    CROSS JOIN LATERAL (
+        SELECT s.chatbot_id, s.session_id FROM contact_sessions s
+        WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = k.id
+        OFFSET 0
+    ) s
+    ORDER BY s.chatbot_id, s.session_id
+) k
+CROSS JOIN LATERAL (
+    SELECT s.contact_id FROM contact_sessions s
+    WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = k.chatbot_id AND s.session_id = k.session_id
+    FOR UPDATE
+) l
 "#;
 
 /// Locks the contacts `$2` that exist, in id order; returns their ids.
 pub const LOCK_CONTACTS_SQL: &str = r#"
 SELECT t.id
-FROM contacts t
-WHERE t.account_id = (SELECT $1::bigint) AND t.id = ANY ($2::bigint[])
-ORDER BY t.id
-FOR UPDATE
+FROM (SELECT DISTINCT unnest($2::bigint[]) AS id ORDER BY 1) k
+CROSS JOIN LATERAL (
+    SELECT t.id FROM contacts t
+    WHERE t.account_id = (SELECT $1::bigint) AND t.id = k.id
+    FOR UPDATE
+) t
 "#;
 
 /// How many sessions the contacts `$2` have now.
 pub const COUNT_SESSIONS_SQL: &str = r#"
 SELECT count(*) AS id
-FROM contact_sessions s
-WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = ANY ($2::bigint[])
+FROM (SELECT DISTINCT unnest($2::bigint[]) AS id) k
+CROSS JOIN LATERAL (
+    SELECT 1 FROM contact_sessions s
+    WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = k.id
+    OFFSET 0
+) s
+"#;
+
+/// Deletes the contacts `$2` (sessions, activity, consent history and redirects cascade);
+/// call with them locked (`sessions_then_contacts`). The rows are named by their `ctid`, read
+/// by key probes in this statement, so the only plan is a TID scan: with `account_id = $1` on
+/// the target, a generic plan scanned the account (a bitmap on any index that starts with it).
+/// The probes filter on the account, so no other tenant's row can be named.
+pub const DELETE_CONTACTS_SQL: &str = r#"
+DELETE FROM contacts t
+WHERE t.ctid = ANY (ARRAY(
+    SELECT c.ctid
+    FROM (SELECT DISTINCT unnest($2::bigint[]) AS id) k
+    CROSS JOIN LATERAL (
+        SELECT c.ctid FROM contacts c
+        WHERE c.account_id = (SELECT $1::bigint) AND c.id = k.id
+        OFFSET 0
+    ) c
+))
 "#;
 
 #[derive(QueryableByName)]
@@ -76,6 +116,20 @@ fn ids(
     }
     .load(conn)?;
     Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Deletes the contacts `ids` of the account (locked by [`sessions_then_contacts`] before);
+/// returns how many.
+pub fn delete_contacts(
+    conn: &mut PgConnection,
+    account_id: i64,
+    ids: &[i64],
+) -> QueryResult<usize> {
+    Prepared {
+        sql: DELETE_CONTACTS_SQL,
+        binds: &[Bind::Int8(account_id), Bind::Int8Array(ids)],
+    }
+    .execute(conn)
 }
 
 /// Locks, in the house order, the sessions of `session_owners` and then the contacts

@@ -116,15 +116,12 @@ pub fn merge(
 ) -> QueryResult<Result<Contact, Refused>> {
     let mut ids: Vec<i64> = source_ids.to_vec();
     ids.push(target_id);
-    super::locks::sessions_then_contacts(conn, account_id, source_ids, &ids)?;
-    // (Held already: this reads them.)
-    let locked: Vec<Contact> = c::contacts
-        .filter(c::account_id.eq(account_id))
-        .filter(c::id.eq_any(&ids))
-        .order(c::id)
-        .for_update()
-        .select(Contact::as_select())
-        .load(conn)?;
+    let held = super::locks::sessions_then_contacts(conn, account_id, source_ids, &ids)?;
+    // Held already: read one by one, by primary key (`= ANY` could plan a scan of the account).
+    let mut locked: Vec<Contact> = Vec::with_capacity(held.len());
+    for id in held {
+        locked.extend(super::contacts::find(conn, account_id, id)?);
+    }
     let Some(target) = locked.iter().find(|x| x.id == target_id).cloned() else {
         return Ok(Err(match redirect(conn, account_id, target_id)? {
             Some(t) => Refused::TargetMerged(t),
@@ -170,12 +167,7 @@ pub fn merge(
         .collect();
     // Before the sources go: deleting them would take their consent history along.
     super::consent::move_history(conn, account_id, source_ids, target_id)?;
-    diesel::delete(
-        c::contacts
-            .filter(c::account_id.eq(account_id))
-            .filter(c::id.eq_any(source_ids)),
-    )
-    .execute(conn)?;
+    super::locks::delete_contacts(conn, account_id, source_ids)?;
     diesel::insert_into(m::contact_merges)
         .values(&redirects)
         .execute(conn)?;

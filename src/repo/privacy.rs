@@ -89,12 +89,7 @@ pub fn erase(
             .select(m::source_id)
             .load(conn)?;
         forgotten.extend(&ids);
-        diesel::delete(
-            c::contacts
-                .filter(c::account_id.eq(account_id))
-                .filter(c::id.eq_any(&ids)),
-        )
-        .execute(conn)?;
+        super::locks::delete_contacts(conn, account_id, &ids)?;
         audit::forget_contacts(conn, account_id, &forgotten)?;
     }
     audit::record(
