@@ -1,5 +1,6 @@
 //! Plain synchronous queries on `&mut PgConnection`. Nothing here knows HTTP, the pool or async;
-//! every function takes the account explicitly, so no query can cross tenants.
+//! every function takes the account explicitly, so no query can cross tenants. Every write path
+//! takes its row locks in the one order that `locks` documents.
 
 pub mod activity;
 pub mod audit;
@@ -10,6 +11,7 @@ pub mod contacts;
 pub mod duplicates;
 pub mod fragments;
 pub mod list;
+pub mod locks;
 pub mod merge;
 pub mod privacy;
 pub mod retention;

@@ -19,7 +19,7 @@ pub fn count_ids(conn: &mut PgConnection, account_id: i64, ids: &[i64]) -> Query
 }
 
 /// Deletes those of `ids` that exist in the account (sessions cascade) and audits the count, in
-/// one transaction; returns how many.
+/// one transaction; returns how many. Their sessions are locked first (`repo::locks`).
 pub fn delete_ids(
     conn: &mut PgConnection,
     account_id: i64,
@@ -27,12 +27,8 @@ pub fn delete_ids(
     actor: &str,
 ) -> QueryResult<i64> {
     conn.transaction(|conn| {
-        let n = diesel::delete(
-            c::contacts
-                .filter(c::account_id.eq(account_id))
-                .filter(c::id.eq_any(ids)),
-        )
-        .execute(conn)? as i64;
+        super::locks::sessions_then_contacts(conn, account_id, ids, ids)?;
+        let n = super::locks::delete_contacts(conn, account_id, ids)? as i64;
         if n > 0 {
             super::audit::record(
                 conn,

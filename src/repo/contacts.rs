@@ -335,7 +335,8 @@ pub enum Deleted {
 }
 
 /// Deletes a contact (sessions cascade), only when `allows` its current version (the caller's
-/// preconditions).
+/// preconditions). The sessions are locked before the contact (`repo::locks`): the cascade would
+/// otherwise lock them after it, the reverse of an upsert of one of them.
 pub fn delete(
     conn: &mut PgConnection,
     account_id: i64,
@@ -343,6 +344,7 @@ pub fn delete(
     allows: impl Fn(i64) -> bool,
 ) -> QueryResult<Deleted> {
     conn.transaction(|conn| {
+        super::locks::sessions_then_contacts(conn, account_id, &[id], &[id])?;
         let Some(current) = find_for_update(conn, account_id, id)? else {
             return Ok(Deleted::NotFound);
         };

@@ -106,9 +106,9 @@ fn combine(target: &Contact, sources: &[Contact]) -> serde_json::Result<Contact>
 }
 
 /// Merges `sources` into `target`; the caller runs it in a transaction (and retries it on a
-/// deadlock). Contacts are locked in id order, so concurrent merges cannot deadlock each other.
-/// The sources' sessions are locked before any contact: the session upsert locks its session
-/// row, then its contact, and taking the contacts first here would deadlock with it.
+/// deadlock). The sources' sessions, then the contacts, are locked in the house order
+/// (`repo::locks`): the session upsert locks its session row, then its contact, and taking the
+/// contacts first here would deadlock with it.
 pub fn merge(
     conn: &mut PgConnection,
     account_id: i64,
@@ -117,22 +117,14 @@ pub fn merge(
     actor: &str,
     allows: impl Fn(i64) -> bool,
 ) -> QueryResult<Result<Contact, Refused>> {
-    s::contact_sessions
-        .filter(s::account_id.eq(account_id))
-        .filter(s::contact_id.eq_any(source_ids))
-        .order((s::chatbot_id, s::session_id))
-        .select(s::session_id)
-        .for_update()
-        .load::<String>(conn)?;
     let mut ids: Vec<i64> = source_ids.to_vec();
     ids.push(target_id);
-    let locked: Vec<Contact> = c::contacts
-        .filter(c::account_id.eq(account_id))
-        .filter(c::id.eq_any(&ids))
-        .order(c::id)
-        .for_update()
-        .select(Contact::as_select())
-        .load(conn)?;
+    let held = super::locks::sessions_then_contacts(conn, account_id, source_ids, &ids)?;
+    // Held already: read one by one, by primary key (`= ANY` could plan a scan of the account).
+    let mut locked: Vec<Contact> = Vec::with_capacity(held.len());
+    for id in held {
+        locked.extend(super::contacts::find(conn, account_id, id)?);
+    }
     let Some(target) = locked.iter().find(|x| x.id == target_id).cloned() else {
         return Ok(Err(match redirect(conn, account_id, target_id)? {
             Some(t) => Refused::TargetMerged(t),
@@ -181,12 +173,7 @@ pub fn merge(
         .collect();
     // Before the sources go: deleting them would take their consent history along.
     super::consent::move_history(conn, account_id, source_ids, target_id)?;
-    diesel::delete(
-        c::contacts
-            .filter(c::account_id.eq(account_id))
-            .filter(c::id.eq_any(source_ids)),
-    )
-    .execute(conn)?;
+    super::locks::delete_contacts(conn, account_id, source_ids)?;
     diesel::insert_into(m::contact_merges)
         .values(&redirects)
         .execute(conn)?;

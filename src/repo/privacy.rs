@@ -58,15 +58,26 @@ pub fn find(
 /// Deletes the contacts (sessions, consent history and redirects cascade), unlinks their past
 /// audit events and those of the contacts merged into them, and records the erasure with its
 /// count only. Call inside a transaction.
+///
+/// The contacts are found first without a lock, then their sessions and they are locked in the
+/// house order (`repo::locks`; locking the contacts first would wait for an upsert holding one
+/// of their sessions while that upsert waits for the contact), and the match is read again
+/// under the locks: a contact whose email or phone changed meanwhile is left alone.
 pub fn erase(
     conn: &mut PgConnection,
     account_id: i64,
     subject: &Subject,
     actor: &str,
 ) -> QueryResult<usize> {
-    let ids: Vec<i64> = find(conn, account_id, subject, true)?
+    let candidates: Vec<i64> = find(conn, account_id, subject, false)?
         .iter()
         .map(|c| c.id)
+        .collect();
+    let locked = super::locks::sessions_then_contacts(conn, account_id, &candidates, &candidates)?;
+    let ids: Vec<i64> = find(conn, account_id, subject, false)?
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| locked.contains(id))
         .collect();
     if !ids.is_empty() {
         // The contacts merged into them earlier held the person's data too: their redirects go
@@ -78,12 +89,7 @@ pub fn erase(
             .select(m::source_id)
             .load(conn)?;
         forgotten.extend(&ids);
-        diesel::delete(
-            c::contacts
-                .filter(c::account_id.eq(account_id))
-                .filter(c::id.eq_any(&ids)),
-        )
-        .execute(conn)?;
+        super::locks::delete_contacts(conn, account_id, &ids)?;
         audit::forget_contacts(conn, account_id, &forgotten)?;
     }
     audit::record(

@@ -12,6 +12,7 @@ mod bulk;
 mod contacts;
 mod contract;
 mod cursors;
+mod deadlocks;
 mod duplicates;
 mod encoding;
 mod errors;
