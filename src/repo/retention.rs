@@ -1,7 +1,7 @@
 //! Retention: per-account settings and the deletion of contacts not seen for longer.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer};
+use diesel::sql_types::{Array, BigInt, Integer};
 
 use super::audit;
 use crate::schema::account_settings::dsl as s;
@@ -34,6 +34,14 @@ pub fn set(conn: &mut PgConnection, account_id: i64, days: Option<i32>) -> Query
 }
 
 #[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
 struct Policy {
     #[diesel(sql_type = BigInt)]
     account_id: i64,
@@ -41,18 +49,57 @@ struct Policy {
     retention_days: i32,
 }
 
-/// Deletes one batch of expired contacts of `account_id`, oldest first through the activity
-/// index (`contacts` has no index on last_seen_at: migration 000009). `SKIP LOCKED` lets several
-/// server processes work at once: each takes rows nobody else holds, so none deletes a row twice
-/// and each audit row counts exactly the rows its transaction deleted. The contact's own
-/// last_seen_at is checked too: a contact seen while this waited for its lock is rechecked in
-/// its new version, and kept.
+/// Claims the sessions of one batch of expired contacts of `account_id`, oldest first through
+/// the activity index (`contacts` has no index on last_seen_at: migration 000009), in key order
+/// and `SKIP LOCKED`: the lock order of every write path is sessions, then contacts
+/// (`repo::locks`), and the delete's cascade would otherwise take the sessions after the
+/// contact, against an upsert that holds a session and waits for its contact (issue #14).
+/// Returns each contact whose sessions were claimed, with how many of them.
+const CLAIM_SQL: &str = r#"
+WITH candidates AS (
+    SELECT a.contact_id AS id FROM contact_activity a
+    WHERE a.account_id = $1 AND a.last_seen_at < now() - make_interval(days => $2)
+    ORDER BY a.last_seen_at, a.contact_id
+    LIMIT $3
+)
+SELECT l.contact_id AS id, count(*) AS n
+FROM (
+    SELECT s.chatbot_id, s.session_id
+    FROM candidates k
+    CROSS JOIN LATERAL (
+        SELECT s.chatbot_id, s.session_id FROM contact_sessions s
+        WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = k.id
+        OFFSET 0
+    ) s
+    ORDER BY s.chatbot_id, s.session_id
+) k
+CROSS JOIN LATERAL (
+    SELECT s.contact_id FROM contact_sessions s
+    WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = k.chatbot_id AND s.session_id = k.session_id
+    FOR UPDATE SKIP LOCKED
+) l
+GROUP BY l.contact_id
+"#;
+
+/// Deletes the expired contacts all of whose sessions were claimed (those without a session,
+/// created by hand, too), `SKIP LOCKED` again: several server processes work at once, each takes rows nobody
+/// else holds, so none deletes a row twice and each audit row counts exactly the rows its
+/// transaction deleted. A contact with more sessions than this transaction holds (one skipped,
+/// or moved in by a merge since) is left for a later pass; the contact's own last_seen_at is
+/// checked too, so a contact seen meanwhile is kept.
 const EXPIRE_SQL: &str = r#"
-WITH doomed AS (
+WITH claimed AS (
+    SELECT * FROM unnest($4::bigint[], $5::bigint[]) AS k(id, n)
+), doomed AS (
     SELECT c.id FROM contact_activity a
     JOIN contacts c ON c.account_id = a.account_id AND c.id = a.contact_id
+    LEFT JOIN claimed k ON k.id = c.id
     WHERE a.account_id = $1 AND a.last_seen_at < now() - make_interval(days => $2)
       AND c.last_seen_at < now() - make_interval(days => $2)
+      AND COALESCE(k.n, 0) = (
+          SELECT count(*) FROM contact_sessions s
+          WHERE s.account_id = $1 AND s.contact_id = c.id
+      )
     ORDER BY a.last_seen_at, a.contact_id
     LIMIT $3
     FOR UPDATE OF c SKIP LOCKED
@@ -71,10 +118,19 @@ pub fn run_once(conn: &mut PgConnection) -> QueryResult<i64> {
     for p in policies {
         loop {
             let n = conn.transaction(|conn| {
+                let claimed: Vec<Claimed> = diesel::sql_query(CLAIM_SQL)
+                    .bind::<BigInt, _>(p.account_id)
+                    .bind::<Integer, _>(p.retention_days)
+                    .bind::<BigInt, _>(BATCH)
+                    .load(conn)?;
+                let (ids, counts): (Vec<i64>, Vec<i64>) =
+                    claimed.into_iter().map(|c| (c.id, c.n)).unzip();
                 let n = diesel::sql_query(EXPIRE_SQL)
                     .bind::<BigInt, _>(p.account_id)
                     .bind::<Integer, _>(p.retention_days)
                     .bind::<BigInt, _>(BATCH)
+                    .bind::<Array<BigInt>, _>(&ids)
+                    .bind::<Array<BigInt>, _>(&counts)
                     .execute(conn)?;
                 if n > 0 {
                     audit::record(

@@ -308,3 +308,96 @@ async fn erasure_against_upserts_of_the_same_person_never_deadlocks() {
     let _ = deleted;
     assert_eq!(deadlocks(&app.db), 0, "PostgreSQL detected deadlocks");
 }
+
+#[actix_web::test]
+async fn retention_against_upserts_of_expiring_sessions_never_deadlocks() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn().await;
+    let t = token(1, RW);
+    for trial in 0..6 {
+        // 30 contacts, 10 of them holding a second (merged) session, all expired.
+        let sessions: Vec<String> = (0..40).map(|i| format!("r{trial}-{i}")).collect();
+        let mut ids = Vec::new();
+        for s in &sessions {
+            let c = app
+                .upsert_ok(&t, "bot", s, json!({"channel": "website"}))
+                .await;
+            ids.push(c["id"].as_i64().unwrap());
+        }
+        for k in 0..10 {
+            app.call(
+                Method::POST,
+                &format!("/api/v1/contacts/{}/merge", ids[k]),
+                &t,
+                Some(json!({"source_ids": [ids[30 + k]]})),
+            )
+            .await
+            .ok(200);
+        }
+        app.db
+            .conn()
+            .batch_execute(
+                "UPDATE contacts SET last_seen_at = now() - interval '40 days'; \
+                 UPDATE contact_activity SET last_seen_at = now() - interval '40 days'; \
+                 INSERT INTO account_settings (account_id, retention_days) VALUES (1, 30) \
+                 ON CONFLICT (account_id) DO UPDATE SET retention_days = 30",
+            )
+            .unwrap();
+        // Two retention passes (two server processes) against upserts and batches of the
+        // same sessions, in both orders.
+        let passes: Vec<_> = (0..2)
+            .map(|_| {
+                let mut conn = app.db.conn();
+                std::thread::spawn(move || {
+                    (0..3)
+                        .map(|_| contacts_api::repo::retention::run_once(&mut conn))
+                        .collect::<Result<Vec<i64>, _>>()
+                })
+            })
+            .collect();
+        let (app, t, sessions) = (&app, &t, &sessions);
+        let upserts = (0..16).map(|k| async move {
+            if k % 4 == 0 {
+                let mut items: Vec<Value> = sessions
+                    .iter()
+                    .skip(k)
+                    .step_by(3)
+                    .map(|s| json!({"chatbot_id": "bot", "session_id": s, "channel": "api"}))
+                    .collect();
+                if k % 8 == 0 {
+                    items.reverse();
+                }
+                app.call(
+                    Method::POST,
+                    "/api/v1/contacts/batch-upsert",
+                    t,
+                    Some(json!({ "items": items })),
+                )
+                .await
+            } else {
+                let s = &sessions[(k * 7) % 40];
+                app.upsert(t, "bot", s, json!({"channel": "api"})).await
+            }
+        });
+        for (k, r) in futures::future::join_all(upserts).await.iter().enumerate() {
+            assert!(
+                matches!(r.status.as_u16(), 200 | 201),
+                "trial {trial} upsert {k}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+        for p in passes {
+            p.join().unwrap().expect("retention pass");
+        }
+        // A session is never left without its contact.
+        assert_eq!(
+            app.db.count(
+                "SELECT count(*) AS n FROM contact_sessions s WHERE NOT EXISTS \
+                 (SELECT 1 FROM contacts c WHERE c.account_id = s.account_id AND c.id = s.contact_id)"
+            ),
+            0
+        );
+    }
+    assert_eq!(deadlocks(&app.db), 0, "PostgreSQL detected deadlocks");
+}

@@ -190,8 +190,8 @@ fn hot_statements_stay_on_their_keys_in_a_generic_plan_of_a_never_analysed_accou
         contacts::update(c, 7, 5, &changes)
     })
     .unwrap();
-    contacts::delete(&mut conn, 7, 6, None).unwrap();
-    conn.transaction(|c| merge::merge(c, 7, 7, &[8, 9], "t"))
+    contacts::delete(&mut conn, 7, 6, |_| true).unwrap();
+    conn.transaction(|c| merge::merge(c, 7, 7, &[8, 9], "t", |_| true))
         .unwrap()
         .unwrap();
     bulk::delete_ids(&mut conn, 7, &[10, 11], "t").unwrap();
