@@ -8,8 +8,10 @@
 //! cost per row drops sixfold (README, benchmark).
 //!
 //! Each request keeps its own outcome: an item's database error is its own (the batch retries
-//! a failing item alone in a savepoint), and a batch that fails as a whole (a deadlock after
-//! retries, say) is rerun one request at a time so each gets its precise error.
+//! a failing item alone in a savepoint), and a group whose statement fails as a whole while the
+//! database answers (a lock wait past `lock_timeout`, a deadlock after retries) is rerun one
+//! request at a time, so that one blocked row costs its own request a 503, not the group's.
+//! Only a database that does not answer fails every request of the group (503).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -131,9 +133,15 @@ async fn write(pool: &Pool, account: i64, actor: &str, mut jobs: Vec<Job>) {
     let items: Vec<SessionUpsert> = jobs.iter().map(|j| j.upsert.clone()).collect();
     let owned_actor = actor.to_string();
     let written = with_conn(pool, move |conn| {
-        Ok(retry_transient(|| {
+        let written = retry_transient(|| {
             conn.transaction(|conn| batch::upsert_batch(conn, account, &items, &owned_actor))
-        })?)
+        });
+        match written {
+            Err(e) if crate::db::is_statement_failure(&e) => {
+                Err(ApiError::internal(format!("group statement failed: {e}")))
+            }
+            other => Ok(other?),
+        }
     })
     .await;
     match written {

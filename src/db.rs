@@ -299,6 +299,17 @@ pub fn retry_transient<T>(mut f: impl FnMut() -> diesel::QueryResult<T>) -> dies
     }
 }
 
+/// True when the database answered but refused this statement for the moment: a deadlock or
+/// serialization failure, or a wait past `lock_timeout` or `statement_timeout`
+/// (SQLSTATE 55P03, 57014). Unlike a lost connection, running smaller statements may succeed.
+pub fn is_statement_failure(e: &diesel::result::Error) -> bool {
+    use diesel::result::Error;
+    is_retryable(e)
+        || matches!(e, Error::DatabaseError(_, info)
+            if info.message().starts_with("canceling statement due to lock timeout")
+                || info.message().starts_with("canceling statement due to statement timeout"))
+}
+
 fn is_retryable(e: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {

@@ -160,3 +160,61 @@ async fn a_grouped_upsert_whose_merged_payload_is_too_large_fails_alone() {
         "the failed call changed nothing"
     );
 }
+
+#[actix_web::test]
+async fn a_group_blocked_by_one_locked_row_is_rewritten_one_by_one_and_only_that_one_fails() {
+    use diesel::connection::SimpleConnection;
+    let limits = contacts_api::config::Limits {
+        lock_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let app = spawn_custom(limits, |_| {}).await;
+    let t = token(1, "contacts:upsert contacts:read");
+    let held = app
+        .upsert_ok(&t, "bot", "held", json!({"channel": "website"}))
+        .await;
+    // Another transaction holds the contact of session "held" for the whole test.
+    let mut blocker = app.db.conn();
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM contacts WHERE account_id = 1 AND id = {} FOR UPDATE",
+            held["id"]
+        ))
+        .unwrap();
+    let (app, t) = (&app, &t);
+    let calls = (0..40).map(|i| async move {
+        let session = if i == 20 {
+            "held".to_string()
+        } else {
+            format!("s{i}")
+        };
+        app.upsert(
+            t,
+            "bot",
+            &session,
+            json!({"channel": "api", "payload": {"i": i}}),
+        )
+        .await
+    });
+    let results = futures::future::join_all(calls).await;
+    for (i, r) in results.iter().enumerate() {
+        if i == 20 {
+            r.problem(503, "service_unavailable");
+        } else {
+            r.ok(201);
+        }
+    }
+    blocker.batch_execute("ROLLBACK").unwrap();
+    // The group that held call 20 failed as a whole and was rewritten request by request.
+    let metrics = app
+        .send(TestRequest::get().uri("/metrics"))
+        .await
+        .body
+        .clone();
+    let (_, groups) = histogram(
+        &String::from_utf8_lossy(&metrics),
+        "contacts_upsert_group_size",
+    );
+    assert!(groups >= 2, "{groups}");
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM contacts"), 40);
+}
