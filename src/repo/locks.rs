@@ -38,12 +38,19 @@ use super::fragments::{Bind, Prepared};
 // never-analysed account scan the whole account (see `batch::BATCH_UPSERT_SQL`). The locks are
 // taken in the order of the sorted outer rows.
 
-/// Locks the sessions of the contacts `$2`, in key order; returns each one's contact.
-pub const LOCK_SESSIONS_SQL: &str = r#"
+/// Locks the sessions of the contacts of relation `$contacts` (a column `id`), in key order,
+/// with the locking clause `$lock`; one row per locked session, its contact as `id`. Shared by
+/// the deleting paths (`LOCK_SESSIONS_SQL`) and retention (`SKIP LOCKED`).
+macro_rules! lock_sessions_sql {
+    ($contacts:literal, $lock:literal) => {
+        concat!(
+            r#"
 SELECT l.contact_id AS id
 FROM (
     SELECT s.chatbot_id, s.session_id
-    FROM (SELECT DISTINCT unnest($2::bigint[]) AS id) k
+    FROM "#,
+            $contacts,
+            r#" k
     CROSS JOIN LATERAL (
         SELECT s.chatbot_id, s.session_id FROM contact_sessions s
         WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = k.id
@@ -54,9 +61,19 @@ FROM (
 CROSS JOIN LATERAL (
     SELECT s.contact_id FROM contact_sessions s
     WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = k.chatbot_id AND s.session_id = k.session_id
-    FOR UPDATE
+    "#,
+            $lock,
+            r#"
 ) l
-"#;
+"#
+        )
+    };
+}
+pub(crate) use lock_sessions_sql;
+
+/// Locks the sessions of the contacts `$2`, in key order; returns each one's contact.
+pub const LOCK_SESSIONS_SQL: &str =
+    lock_sessions_sql!("(SELECT DISTINCT unnest($2::bigint[]) AS id)", "FOR UPDATE");
 
 /// Locks the contacts `$2` that exist, in id order; returns their ids.
 pub const LOCK_CONTACTS_SQL: &str = r#"

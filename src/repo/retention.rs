@@ -55,31 +55,20 @@ struct Policy {
 /// (`repo::locks`), and the delete's cascade would otherwise take the sessions after the
 /// contact, against an upsert that holds a session and waits for its contact (issue #14).
 /// Returns each contact whose sessions were claimed, with how many of them.
-const CLAIM_SQL: &str = r#"
+const CLAIM_SQL: &str = concat!(
+    r#"
 WITH candidates AS (
     SELECT a.contact_id AS id FROM contact_activity a
     WHERE a.account_id = $1 AND a.last_seen_at < now() - make_interval(days => $2)
     ORDER BY a.last_seen_at, a.contact_id
     LIMIT $3
 )
-SELECT l.contact_id AS id, count(*) AS n
-FROM (
-    SELECT s.chatbot_id, s.session_id
-    FROM candidates k
-    CROSS JOIN LATERAL (
-        SELECT s.chatbot_id, s.session_id FROM contact_sessions s
-        WHERE s.account_id = (SELECT $1::bigint) AND s.contact_id = k.id
-        OFFSET 0
-    ) s
-    ORDER BY s.chatbot_id, s.session_id
-) k
-CROSS JOIN LATERAL (
-    SELECT s.contact_id FROM contact_sessions s
-    WHERE s.account_id = (SELECT $1::bigint) AND s.chatbot_id = k.chatbot_id AND s.session_id = k.session_id
-    FOR UPDATE SKIP LOCKED
-) l
-GROUP BY l.contact_id
-"#;
+SELECT id, count(*) AS n FROM ("#,
+    super::locks::lock_sessions_sql!("candidates", "FOR UPDATE SKIP LOCKED"),
+    r#") claimed
+GROUP BY id
+"#
+);
 
 /// Deletes the expired contacts all of whose sessions were claimed (those without a session,
 /// created by hand, too), `SKIP LOCKED` again: several server processes work at once, each takes rows nobody
