@@ -400,7 +400,10 @@ pub fn upsert_ops() -> Vec<Op> {
     types[0] = "bigint";
     types[10] = "jsonb[]";
     types[11] = "text";
-    let batch = placeholders(crate::repo::batch::BATCH_UPSERT_SQL, &types);
+    // A batch of new sessions is written by the claim alone (`repo::batch::upsert_batch`: every
+    // session it creates is done, and no round statement runs); `BATCH_UPSERT_SQL` only updates
+    // sessions that existed, and takes two more binds (`$13`, `$14`).
+    let batch = placeholders(crate::repo::batch::CLAIM_SQL, &types);
     for n in [100usize, 500] {
         let array = |v: &str| {
             let quoted = format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
