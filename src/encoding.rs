@@ -155,9 +155,16 @@ impl BufRead for Input {
     }
 }
 
+/// The most compressed bytes read for one body: the largest operation's limit (the batch
+/// upsert's 4 MiB) plus room for gzip's framing. The operation's own limit bounds the decoded
+/// bytes; this bounds the input, which a stream of empty gzip members (20 bytes each, nothing
+/// decoded) would otherwise make endless until the client timeout.
+pub const MAX_COMPRESSED: usize = 4 * 1024 * 1024 + 64 * 1024;
+
 /// The decoded body: gzip members (RFC 1952 allows several, concatenated) until the input ends.
 struct Gunzip {
     raw: Payload,
+    read: usize,
     decoder: MultiGzDecoder<Input>,
     done: bool,
     corrupt: Rc<Cell<bool>>,
@@ -167,6 +174,7 @@ impl Gunzip {
     fn new(raw: Payload, corrupt: Rc<Cell<bool>>) -> Self {
         Self {
             raw,
+            read: 0,
             decoder: MultiGzDecoder::new(Input::default()),
             done: false,
             corrupt,
@@ -197,6 +205,11 @@ impl Stream for Gunzip {
                     match Pin::new(&mut this.raw).poll_next(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => {
+                            this.read += chunk.len();
+                            if this.read > MAX_COMPRESSED {
+                                this.done = true;
+                                return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                            }
                             this.decoder.get_mut().chunks.push_back(chunk)
                         }
                         // The transport's own failure (a client gone, a timeout) stays its own.

@@ -65,7 +65,13 @@ impl<T: DeserializeOwned + 'static, const LIMIT: usize> FromRequest for Body<T, 
             let read = async {
                 let mut buf = web::BytesMut::new();
                 while let Some(chunk) = payload.next().await {
-                    let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                    let chunk = chunk.map_err(|e| match e {
+                        // The compressed input passed `encoding::MAX_COMPRESSED`.
+                        actix_web::error::PayloadError::Overflow => {
+                            ApiError::PayloadTooLarge(LIMIT)
+                        }
+                        e => ApiError::MalformedJson(e.to_string()),
+                    })?;
                     if buf.len() + chunk.len() > LIMIT {
                         return Err(ApiError::PayloadTooLarge(LIMIT));
                     }

@@ -17,6 +17,8 @@ MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR
 RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL \
 TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
+mod stored_size;
+
 type Rule<T> = Result<T, String>;
 
 fn no_nul(s: &str) -> Rule<()> {
@@ -327,7 +329,7 @@ pub fn payload(v: &Value) -> Rule<Map<String, Value>> {
     if has_nul(v) {
         return Err("must not contain NUL characters".into());
     }
-    let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    let size = stored_size::stored_len(v);
     if size > PAYLOAD_MAX_BYTES {
         return Err(format!(
             "must serialise to at most {PAYLOAD_MAX_BYTES} bytes (got {size})"

@@ -28,17 +28,27 @@ pub fn delete_ids(
 ) -> QueryResult<i64> {
     conn.transaction(|conn| {
         super::locks::sessions_then_contacts(conn, account_id, ids, ids)?;
-        let n = super::locks::delete_contacts(conn, account_id, ids)? as i64;
-        if n > 0 {
-            super::audit::record(
-                conn,
-                account_id,
-                &super::audit::Event::new(actor, "contacts.bulk_deleted", None)
-                    .details(serde_json::json!({"deleted": n})),
-            )?;
-        }
-        Ok(n)
+        delete_locked(conn, account_id, ids, actor)
     })
+}
+
+/// Deletes `ids`, whose rows this transaction holds, and audits the count.
+fn delete_locked(
+    conn: &mut PgConnection,
+    account_id: i64,
+    ids: &[i64],
+    actor: &str,
+) -> QueryResult<i64> {
+    let n = super::locks::delete_contacts(conn, account_id, ids)? as i64;
+    if n > 0 {
+        super::audit::record(
+            conn,
+            account_id,
+            &super::audit::Event::new(actor, "contacts.bulk_deleted", None)
+                .details(serde_json::json!({"deleted": n})),
+        )?;
+    }
+    Ok(n)
 }
 
 /// Deletes one batch of contacts matching `filter`: returns how many matched the batch (0 when
@@ -56,5 +66,16 @@ pub fn delete_filtered_batch(
     if ids.is_empty() {
         return Ok((0, 0));
     }
-    Ok((ids.len(), delete_ids(conn, account_id, &ids, actor)?))
+    // The ids were chosen without locks: an upsert may have moved a contact out of the filter
+    // (a newer last_seen_at, another channel) before the locks were granted. Under the locks, a
+    // new statement (a fresh snapshot) keeps only the contacts that still match, so an
+    // acknowledged write is never deleted by a filter it no longer meets.
+    let deleted = conn.transaction(|conn| {
+        super::locks::sessions_then_contacts(conn, account_id, &ids, &ids)?;
+        let still: Vec<i64> = filtered(c::contacts.select(c::id).into_boxed(), account_id, filter)
+            .filter(c::id.eq_any(&ids))
+            .load(conn)?;
+        delete_locked(conn, account_id, &still, actor)
+    })?;
+    Ok((ids.len(), deleted))
 }

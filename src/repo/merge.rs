@@ -194,7 +194,14 @@ pub fn merge(
             c::last_seen_at.eq(merged.last_seen_at),
             c::consent.eq(&merged.consent),
             c::updated_at.eq(diesel::dsl::now),
-            c::version.eq(c::version + 1),
+            // Past every version a source had: the sources' sessions now lead here, and an
+            // `If-Match` that a client took from a source (through one of those sessions) must
+            // not match the target by accident of equal counters.
+            c::version.eq(sources
+                .iter()
+                .map(|x| x.version)
+                .fold(target.version, i64::max)
+                + 1),
         ))
         .returning(Contact::as_returning())
         .get_result(conn)?;

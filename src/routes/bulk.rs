@@ -24,7 +24,9 @@ pub struct BulkDeleteRequest {
     pub ids: Option<Vec<i64>>,
     /// The list filters (`q`, `channel`, `chatbot_id`, `country_code`, `created_from`,
     /// `created_to`, `last_seen_from`, `last_seen_to`, `has_email`, `has_phone`, `returning`),
-    /// with the same value formats as the list's query parameters. `{}` matches every contact.
+    /// with the same value formats as the list's query parameters. `{}` matches every contact;
+    /// a null value is a 422 (leave the key out instead), so an unset variable cannot widen a
+    /// delete.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
     /// Count the matching contacts without deleting them.
@@ -45,8 +47,8 @@ pub struct BulkDeleteResponse {
 }
 
 /// Turns the JSON filter object into the list's checked filter. The values take the list's
-/// query-parameter formats (`"has_email": "true"` as well as `true`; a number is its text, null
-/// is absent) and go through the list's own parser, so both accept exactly the same filters;
+/// query-parameter formats (`"has_email": "true"` as well as `true`; a number is its text; null
+/// is refused) and go through the list's own parser, so both accept exactly the same filters;
 /// an error names `filter.<key>`.
 fn parse_filter(
     obj: serde_json::Map<String, serde_json::Value>,
@@ -62,7 +64,13 @@ fn parse_filter(
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &obj {
         let text = match v {
-            Value::Null => continue,
+            // Not "absent": a client's unset variable would widen a delete to every contact.
+            Value::Null => {
+                return Err(ApiError::field(
+                    format!("filter.{k}"),
+                    "null is not a filter value; leave the key out to not filter on it",
+                ))
+            }
             Value::String(s) => s.clone(),
             Value::Bool(b) if matches!(k.as_str(), "has_email" | "has_phone" | "returning") => {
                 b.to_string()

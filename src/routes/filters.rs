@@ -1,7 +1,7 @@
 //! The list filters, shared by list, export (and later stats and bulk delete): query
 //! parameters in, a checked `ContactFilter` out.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -94,16 +94,23 @@ pub fn time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>
     let Some(v) = value else { return Ok(None) };
     // An unencoded `+` of an offset arrives as a space.
     let v = v.trim().replace(' ', "+");
-    if let Ok(t) = DateTime::parse_from_rfc3339(&v) {
-        return Ok(Some(t.with_timezone(&Utc)));
+    let t = DateTime::parse_from_rfc3339(&v)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        });
+    // chrono's `%Y` takes any signed year; PostgreSQL refuses years before 4713 BC (a 500),
+    // and the stats' bucket arithmetic overflows chrono's own range: RFC 3339's years only.
+    match t {
+        Some(t) if (1..=9999).contains(&t.year()) => Ok(Some(t)),
+        _ => Err(bad(
+            field,
+            "expected an RFC 3339 timestamp or a YYYY-MM-DD date, years 0001 to 9999",
+        )),
     }
-    if let Ok(d) = NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
-        return Ok(Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
-    }
-    Err(bad(
-        field,
-        "expected an RFC 3339 timestamp or a YYYY-MM-DD date",
-    ))
 }
 
 impl FilterParams {

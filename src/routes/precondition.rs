@@ -61,7 +61,9 @@ impl Tags {
             {
                 return Err(bad());
             }
-            if let Ok(v) = inner.parse::<i64>() {
+            // Only the exact text the service sends names a version: `"+3"` or `"003"` is
+            // another entity tag, which strong and weak comparison alike tell apart from `"3"`.
+            if let Some(v) = inner.parse::<i64>().ok().filter(|v| v.to_string() == inner) {
                 tags.push((weak, v));
             }
         }

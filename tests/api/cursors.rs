@@ -111,3 +111,35 @@ async fn forged_cursors_with_values_the_database_cannot_take_are_400() {
         assert_eq!(body["errors"][0]["field"], "cursor", "{c}: {body}");
     }
 }
+
+#[actix_web::test]
+async fn time_filters_outside_years_1_to_9999_are_400_on_every_listing() {
+    let app = spawn().await;
+    let t = token(1, "contacts:read contacts:export contacts:delete");
+    for value in [
+        "-5000-01-01",
+        "%2B262143-12-31",
+        "-262144-01-01",
+        "10000-01-01",
+        "0000-12-31",
+    ] {
+        for path in [
+            format!("/api/v1/contacts?created_from={value}"),
+            format!("/api/v1/contacts?last_seen_to={value}&include_total=true"),
+            format!("/api/v1/contacts/export?format=csv&created_to={value}"),
+            format!("/api/v1/contacts/stats?interval=month&to={value}"),
+            format!("/api/v1/contacts/stats?from={value}"),
+        ] {
+            app.get(&path, &t).await.problem(400, "invalid_parameter");
+        }
+    }
+    let r = app
+        .call(
+            actix_web::http::Method::POST,
+            "/api/v1/contacts/bulk-delete",
+            &t,
+            Some(json!({"filter": {"created_from": "-5000-01-01"}})),
+        )
+        .await;
+    r.problem(422, "validation_failed");
+}

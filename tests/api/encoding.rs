@@ -146,3 +146,17 @@ async fn a_coding_is_refused_on_any_route() {
         .await;
     assert_415(&r);
 }
+
+#[actix_web::test]
+async fn endless_empty_gzip_members_are_413_at_the_compressed_cap() {
+    let app = spawn().await;
+    // Empty members decode to nothing, so only a cap on the compressed input ends them.
+    let member = gzip(b"");
+    let mut endless = gzip(&body());
+    while endless.len() <= contacts_api::encoding::MAX_COMPRESSED {
+        endless.extend_from_slice(&member);
+    }
+    let r = app.send(put(&["gzip"], endless)).await;
+    r.problem(413, "payload_too_large");
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM contacts"), 0);
+}

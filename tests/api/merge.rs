@@ -181,7 +181,8 @@ async fn merge_moves_sessions_fills_fields_and_combines_payload_counts_and_dates
     assert_eq!(m["channel"], "telegram", "with C's channel");
     assert_eq!(m["chatbot_id"], "bot2");
     assert_eq!(m["session_id"], "c1");
-    assert_eq!(m["version"], before["version"].as_i64().unwrap() + 1);
+    // Past the target's and every source's version (a source's ETag never matches the target).
+    assert!(m["version"].as_i64().unwrap() > before["version"].as_i64().unwrap());
     assert_eq!(r.header("etag"), Some(format!("\"{}\"", m["version"])));
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     assert!(m["updated_at"].as_str().unwrap() > before["updated_at"].as_str().unwrap());

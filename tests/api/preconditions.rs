@@ -267,3 +267,78 @@ async fn writes_on_a_collection_refuse_tags_they_cannot_match() {
         .await;
     r.ok(201);
 }
+
+#[actix_web::test]
+async fn a_tag_of_a_merged_away_contact_never_matches_its_target() {
+    let app = spawn().await;
+    let t = token(1, ALL);
+    // A (session a) at version 3, B at version 2; A merged into B: session a now leads to B.
+    for _ in 0..3 {
+        app.upsert_ok(&t, "bot", "a", json!({"channel": "web"}))
+            .await;
+    }
+    let mut b = json!(null);
+    for _ in 0..2 {
+        b = app
+            .upsert_ok(&t, "bot", "b", json!({"channel": "web"}))
+            .await;
+    }
+    let a = app
+        .upsert(&t, "bot", "a", json!({"channel": "web"}))
+        .await
+        .ok(200);
+    assert_eq!(
+        (a["version"].as_i64(), b["version"].as_i64()),
+        (Some(4), Some(2))
+    );
+    let merged = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{}/merge", b["id"]),
+            &t,
+            Some(json!({"source_ids": [a["id"]]})),
+        )
+        .await
+        .ok(200);
+    assert_eq!(merged["version"], 5, "past every source's version");
+    // The client still holds A's tag "4": it must not match B.
+    let path = "/api/v1/chatbots/bot/sessions/a/contact";
+    let r = app
+        .send(req(
+            Method::PUT,
+            path,
+            &t,
+            &[("if-match", "\"4\"")],
+            Some(json!({"channel": "web"})),
+        ))
+        .await;
+    r.problem(412, "precondition_failed");
+    // Only the exact text of the tag names a version.
+    let contact = format!("/api/v1/contacts/{}", b["id"]);
+    for tag in ["\"+5\"", "\"05\"", "\"5 \""] {
+        let r = app
+            .send(req(
+                Method::PATCH,
+                &contact,
+                &t,
+                &[("if-match", tag)],
+                Some(json!({"name": "X"})),
+            ))
+            .await;
+        assert!(
+            matches!(r.status.as_u16(), 400 | 412),
+            "{tag}: {}",
+            r.status
+        );
+    }
+    let r = app
+        .send(req(
+            Method::PATCH,
+            &contact,
+            &t,
+            &[("if-match", "\"5\"")],
+            Some(json!({"name": "X"})),
+        ))
+        .await;
+    r.ok(200);
+}

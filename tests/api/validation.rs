@@ -958,3 +958,42 @@ async fn a_payload_stored_over_the_limit_by_a_former_version_can_shrink_but_not_
         .await;
     assert_eq!(r.ok(200)["payload"], json!({"a": "short"}));
 }
+
+#[actix_web::test]
+async fn a_payload_small_as_sent_but_large_as_stored_is_refused_alone() {
+    let app = spawn().await;
+    let t = token(1, "contacts:upsert contacts:write");
+    // 1e300 is 5 bytes as sent and 301 digits as PostgreSQL stores it: 60 of them are ~18 KB.
+    let big: Vec<f64> = vec![1e300; 60];
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/contacts/batch-upsert",
+            &t,
+            Some(json!({"items": [
+                {"chatbot_id": "bot", "session_id": "a", "channel": "web"},
+                {"chatbot_id": "bot", "session_id": "b", "channel": "web", "payload": {"n": big}},
+                {"chatbot_id": "bot", "session_id": "c", "channel": "web", "payload": {"n": [1e300]}}
+            ]})),
+        )
+        .await;
+    let body = r.ok(207);
+    let statuses: Vec<_> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![201, 422, 201], "{body}");
+    assert_eq!(body["results"][1]["error"]["errors"][0]["field"], "payload");
+    let r = app
+        .upsert(
+            &t,
+            "bot",
+            "d",
+            json!({"channel": "web", "payload": {"n": big}}),
+        )
+        .await;
+    rejected(&r, &["payload"]);
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM contacts"), 2);
+}
