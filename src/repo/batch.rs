@@ -128,6 +128,10 @@ WITH input AS (
     WHERE s.ctid = ANY (ARRAY(SELECT ctid FROM found)) AND s.ctid = f.ctid
       AND t.id = ANY (ARRAY(SELECT contact_id FROM found))
       AND (i.payload IS NULL OR contacts_payload_bytes(t.payload || i.payload) <= 16384)
+      -- Two sessions of one (merged) contact: the first in input order goes now, the other
+      -- untouched to the next round. `UPDATE ... FROM` would apply whichever join row it met
+      -- first, so a later item could land before an earlier one.
+      AND NOT EXISTS (SELECT 1 FROM found e WHERE e.contact_id = f.contact_id AND e.ord < f.ord)
     RETURNING i.ord, s.contact_id
 ), updated AS (
     UPDATE contacts t

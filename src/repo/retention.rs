@@ -70,32 +70,52 @@ GROUP BY id
 "#
 );
 
-/// Deletes the expired contacts all of whose sessions were claimed (those without a session,
-/// created by hand, too), `SKIP LOCKED` again: several server processes work at once, each takes rows nobody
-/// else holds, so none deletes a row twice and each audit row counts exactly the rows its
-/// transaction deleted. A contact with more sessions than this transaction holds (one skipped,
-/// or moved in by a merge since) is left for a later pass; the contact's own last_seen_at is
-/// checked too, so a contact seen meanwhile is kept.
+/// Locks the expired contacts all of whose sessions were claimed (and those without a session,
+/// created by hand), `SKIP LOCKED` again: several server processes work at once, each takes
+/// rows nobody else holds, so none deletes a row twice and each audit row counts exactly the
+/// rows its transaction deleted. A contact with more sessions than this transaction holds (one
+/// skipped) is left for a later pass.
+const LOCK_SQL: &str = r#"
+WITH claimed AS (
+    SELECT * FROM unnest($4::bigint[], $5::bigint[]) AS k(id, n)
+)
+SELECT c.id FROM contact_activity a
+JOIN contacts c ON c.account_id = a.account_id AND c.id = a.contact_id
+LEFT JOIN claimed k ON k.id = c.id
+WHERE a.account_id = $1 AND a.last_seen_at < now() - make_interval(days => $2)
+  AND c.last_seen_at < now() - make_interval(days => $2)
+  AND COALESCE(k.n, 0) = (
+      SELECT count(*) FROM contact_sessions s
+      WHERE s.account_id = $1 AND s.contact_id = c.id
+  )
+ORDER BY a.last_seen_at, a.contact_id
+LIMIT $3
+FOR UPDATE OF c SKIP LOCKED
+"#;
+
+/// Deletes the locked contacts `$3`, checked again in this statement's fresh snapshot: a merge
+/// that moved a session into one of them before its lock was taken is seen now (the count
+/// differs: kept, its cascade would take a session this transaction does not hold), and so is
+/// an interaction (kept).
 const EXPIRE_SQL: &str = r#"
 WITH claimed AS (
     SELECT * FROM unnest($4::bigint[], $5::bigint[]) AS k(id, n)
-), doomed AS (
-    SELECT c.id FROM contact_activity a
-    JOIN contacts c ON c.account_id = a.account_id AND c.id = a.contact_id
-    LEFT JOIN claimed k ON k.id = c.id
-    WHERE a.account_id = $1 AND a.last_seen_at < now() - make_interval(days => $2)
-      AND c.last_seen_at < now() - make_interval(days => $2)
-      AND COALESCE(k.n, 0) = (
-          SELECT count(*) FROM contact_sessions s
-          WHERE s.account_id = $1 AND s.contact_id = c.id
-      )
-    ORDER BY a.last_seen_at, a.contact_id
-    LIMIT $3
-    FOR UPDATE OF c SKIP LOCKED
 )
-DELETE FROM contacts c USING doomed d
+DELETE FROM contacts c
+USING unnest($3::bigint[]) AS d(id) LEFT JOIN claimed k ON k.id = d.id
 WHERE c.account_id = $1 AND c.id = d.id
+  AND c.last_seen_at < now() - make_interval(days => $2)
+  AND COALESCE(k.n, 0) = (
+      SELECT count(*) FROM contact_sessions s
+      WHERE s.account_id = $1 AND s.contact_id = c.id
+  )
 "#;
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
 
 /// One retention pass over every account with a policy; returns the contacts deleted.
 pub fn run_once(conn: &mut PgConnection) -> QueryResult<i64> {
@@ -114,10 +134,18 @@ pub fn run_once(conn: &mut PgConnection) -> QueryResult<i64> {
                     .load(conn)?;
                 let (ids, counts): (Vec<i64>, Vec<i64>) =
                     claimed.into_iter().map(|c| (c.id, c.n)).unzip();
-                let n = diesel::sql_query(EXPIRE_SQL)
+                let locked: Vec<Locked> = diesel::sql_query(LOCK_SQL)
                     .bind::<BigInt, _>(p.account_id)
                     .bind::<Integer, _>(p.retention_days)
                     .bind::<BigInt, _>(BATCH)
+                    .bind::<Array<BigInt>, _>(&ids)
+                    .bind::<Array<BigInt>, _>(&counts)
+                    .load(conn)?;
+                let locked: Vec<i64> = locked.into_iter().map(|l| l.id).collect();
+                let n = diesel::sql_query(EXPIRE_SQL)
+                    .bind::<BigInt, _>(p.account_id)
+                    .bind::<Integer, _>(p.retention_days)
+                    .bind::<Array<BigInt>, _>(&locked)
                     .bind::<Array<BigInt>, _>(&ids)
                     .bind::<Array<BigInt>, _>(&counts)
                     .execute(conn)?;

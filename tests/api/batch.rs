@@ -787,3 +787,44 @@ async fn concurrent_batches_mixing_new_and_existing_sessions_all_succeed() {
     let existing: Vec<usize> = (0..20).filter(|i| i % 2 == 0).collect();
     concurrent_batches(&app, &existing).await;
 }
+
+#[actix_web::test]
+async fn two_sessions_of_one_contact_in_a_batch_apply_in_input_order() {
+    let app = spawn().await;
+    let t = token(1, "contacts:upsert contacts:write contacts:read");
+    let mut ids = Vec::new();
+    for s in ["s1", "s2"] {
+        let c = app.upsert_ok(&t, "bot", s, json!({"channel": "web"})).await;
+        ids.push(c["id"].as_i64().unwrap());
+    }
+    // s2's contact merged into s1's: both sessions lead to one contact.
+    app.call(
+        Method::POST,
+        &format!("/api/v1/contacts/{}/merge", ids[0]),
+        &t,
+        Some(json!({"source_ids": [ids[1]]})),
+    )
+    .await
+    .ok(200);
+    for (first, second) in [("s1", "s2"), ("s2", "s1")] {
+        let r = app
+            .call(
+                Method::POST,
+                "/api/v1/contacts/batch-upsert",
+                &t,
+                Some(json!({"items": [
+                    {"chatbot_id": "bot", "session_id": first, "channel": "web", "name": "First"},
+                    {"chatbot_id": "bot", "session_id": second, "channel": "api", "name": "Second"}
+                ]})),
+            )
+            .await;
+        r.ok(200);
+        let c = app
+            .get(&format!("/api/v1/contacts/{}", ids[0]), &t)
+            .await
+            .ok(200);
+        assert_eq!(c["name"], "Second", "the later item is applied last");
+        assert_eq!(c["session_id"], second);
+        assert_eq!(c["channel"], "api");
+    }
+}
