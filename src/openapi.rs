@@ -110,10 +110,10 @@ fn response_headers(status: &str) -> &'static [(&'static str, &'static str)] {
 fn add_shared(op: &mut Operation, write: bool) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
-    let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     for (status, name, _) in SHARED {
         let applies = match *status {
-            "400" => has_params || has_body,
+            // A malformed request head (a header line without a colon, say) is a 400 anywhere.
+            "400" => true,
             "401" | "403" | "429" | "503" => secured,
             "408" | "413" | "415" | "422" => has_body,
             "412" => write && secured,

@@ -27,11 +27,21 @@ pub struct BulkDeleteRequest {
     /// with the same value formats as the list's query parameters. `{}` matches every contact;
     /// a null value is a 422 (leave the key out instead), so an unset variable cannot widen a
     /// delete.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = filter_schema)]
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
     /// Count the matching contacts without deleting them.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// The filter object (null: none): values are strings, booleans or numbers, never null (a 422).
+fn filter_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    let value: serde_json::Value = serde_json::json!({
+        "type": ["object", "null"],
+        "description": "The list filters, with the list's value formats; a null value inside is refused (leave the key out).",
+        "additionalProperties": {"type": ["string", "boolean", "number"]}
+    });
+    utoipa::openapi::RefOr::T(serde_json::from_value(value).expect("a valid schema"))
 }
 
 /// What a bulk delete did (or would do).
