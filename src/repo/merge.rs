@@ -140,7 +140,26 @@ pub fn merge(
         .filter(|id| !locked.iter().any(|x| x.id == *id))
         .collect();
     if !missing.is_empty() {
-        return Ok(Err(Refused::SourcesNotFound(missing)));
+        // A source already merged into this very target is what the request asks for: a
+        // retried merge (its first answer lost on the way, say) is answered as done, not 422.
+        let mut gone = Vec::new();
+        for id in &missing {
+            if redirect(conn, account_id, *id)? != Some(target_id) {
+                gone.push(*id);
+            }
+        }
+        if !gone.is_empty() {
+            return Ok(Err(Refused::SourcesNotFound(gone)));
+        }
+        let rest: Vec<i64> = source_ids
+            .iter()
+            .copied()
+            .filter(|id| !missing.contains(id))
+            .collect();
+        if rest.is_empty() {
+            return Ok(Ok(target));
+        }
+        return merge(conn, account_id, target_id, &rest, actor, allows);
     }
     let sources: Vec<Contact> = locked.into_iter().filter(|x| x.id != target_id).collect();
     let merged = combine(&target, &sources)

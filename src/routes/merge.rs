@@ -47,6 +47,8 @@ pub struct MergeRequest {
 /// `Link: </api/v1/contacts/{target}>; rel="canonical"` on GET, PATCH and DELETE, and later
 /// upserts of a source's session update the target. Unknown or other accounts' source ids,
 /// duplicates and the target itself among the sources are a 422 naming them; nothing changes.
+/// A source already merged into this same target counts as done, so a retried merge answers
+/// 200 with the target (unchanged when every source was).
 #[utoipa::path(
     tag = "contacts",
     params(("id" = i64, Path, description = "Target contact id")),

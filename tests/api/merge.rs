@@ -761,3 +761,25 @@ async fn a_merge_whose_payload_would_exceed_the_size_limit_is_refused_and_change
     let m = merge(&app, &t, ids[0], &ids[1..2]).await.ok(200);
     assert_eq!(m["payload"].as_object().unwrap().len(), 2);
 }
+
+#[actix_web::test]
+async fn a_retried_merge_is_answered_as_done_and_changes_nothing() {
+    let app = spawn().await;
+    let t = token(1, RW);
+    let a = contact(&app, 1, "bot", "a", json!({"channel": "web"})).await;
+    let b = contact(&app, 1, "bot", "b", json!({"channel": "web"})).await;
+    let c = contact(&app, 1, "bot", "c", json!({"channel": "web"})).await;
+    let first = merge(&app, &t, a, &[b]).await.ok(200);
+    let before = state(&app.db);
+    // The same request again (its first answer lost on the way): done, nothing changes.
+    let again = merge(&app, &t, a, &[b]).await.ok(200);
+    assert_eq!(again["version"], first["version"]);
+    assert_eq!(state(&app.db), before);
+    // Merged already and one more: only the new one is merged.
+    let m = merge(&app, &t, a, &[b, c]).await.ok(200);
+    assert_eq!(m["sessions_count"], 3);
+    // Merged into another target: still a 422.
+    let d = contact(&app, 1, "bot", "d", json!({"channel": "web"})).await;
+    let r = merge(&app, &t, d, &[b]).await;
+    r.problem(422, "validation_failed");
+}
