@@ -48,7 +48,8 @@ pub struct MergeRequest {
 /// upserts of a source's session update the target. Unknown or other accounts' source ids,
 /// duplicates and the target itself among the sources are a 422 naming them; nothing changes.
 /// A source already merged into this same target counts as done, so a retried merge answers
-/// 200 with the target (unchanged when every source was).
+/// 200 with the target (unchanged when every source was). `If-Match` and `If-None-Match` are
+/// evaluated against the target's `ETag` (412 when they do not hold).
 #[utoipa::path(
     tag = "contacts",
     params(("id" = i64, Path, description = "Target contact id")),

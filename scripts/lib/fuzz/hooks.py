@@ -133,7 +133,11 @@ def _series_fits(query: dict) -> bool:
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    headers = case.headers or {}
+    headers = case.headers if case.headers is not None else {}
+    for extra in (kwargs.get("headers") or {},):
+        for name in [k for k in extra if k.lower() in ("if-none-match", "if-match")]:
+            if name.lower() == "if-none-match" or "id" not in (case.path_parameters or {}):
+                del extra[name]
     # Preconditions are evaluated before the body is read (RFC 9110 §13.2.2), so a made-up
     # entity tag is a documented 412 whatever else the case holds; schemathesis counts 412
     # neither as an acceptance nor as a rejection. Their evaluation is proven by
