@@ -28,8 +28,8 @@ use futures_util::Stream;
 
 use crate::error::ApiError;
 
-/// The codings the service decodes, as sent in `Accept-Encoding` on a 415.
-pub const ACCEPTED: &str = "gzip";
+/// The codings the service decodes (`error` sends them in `Accept-Encoding` on a 415).
+pub use crate::error::ACCEPTED_ENCODINGS as ACCEPTED;
 
 /// Most decoded bytes produced per read of the body.
 const STEP: usize = 16 * 1024;

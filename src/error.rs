@@ -68,6 +68,10 @@ pub struct Problem {
     pub request_id: Option<String>,
 }
 
+/// The codings the service decodes (`encoding`), sent in `Accept-Encoding` on a 415. Here,
+/// below `encoding`, so that the error type imports nothing above it.
+pub const ACCEPTED_ENCODINGS: &str = "gzip";
+
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -308,7 +312,7 @@ impl ResponseError for ApiError {
                 ));
             }
             ApiError::UnsupportedEncoding(_) => {
-                res.insert_header((header::ACCEPT_ENCODING, crate::encoding::ACCEPTED));
+                res.insert_header((header::ACCEPT_ENCODING, ACCEPTED_ENCODINGS));
             }
             ApiError::InsufficientScope(scope) => {
                 res.insert_header((
